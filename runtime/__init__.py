@@ -1,0 +1,1 @@
+"""Inference backends, engine build, tiling and comparison (installed as saphnet.runtime)."""

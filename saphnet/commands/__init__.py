@@ -1,0 +1,1 @@
+"""One module per ``saphnet`` subcommand; see :mod:`saphnet.cli`."""

@@ -1,0 +1,69 @@
+"""Saving and loading SAPHNet weights as safetensors, with the config in the metadata."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ..errors import WeightsError
+from ..files import atomic_output
+from .config import SAPHNetConfig
+
+FORMAT = "saphnet"
+FORMAT_KEY = "format"
+CONFIG_KEY = "config"
+
+
+def read_config(path: str | os.PathLike[str]) -> SAPHNetConfig:
+    """The config stored in a SAPHNet weights file, or a one-line WeightsError."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file {p} does not exist; give a SAPHNet .safetensors file")
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(
+            f"{p} is not a safetensors file ({exc}); give a file written by SAPHNet.save"
+        ) from None
+    if meta.get(FORMAT_KEY) != FORMAT or CONFIG_KEY not in meta:
+        raise WeightsError(
+            f"{p} is a safetensors file but not SAPHNet weights (no '{FORMAT}' metadata); "
+            "give a file written by SAPHNet.save"
+        )
+    try:
+        return SAPHNetConfig.from_json(meta[CONFIG_KEY])
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{p} holds an unreadable SAPHNet config: {exc}") from None
+
+
+def save_weights(
+    model: torch.nn.Module, config: SAPHNetConfig, path: str | os.PathLike[str], force: bool = True
+) -> None:
+    """Write the state dict and the config atomically."""
+    from .. import __version__
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {FORMAT_KEY: FORMAT, CONFIG_KEY: config.to_json(), "saphnet_version": __version__}
+    with atomic_output(path, force=force) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_state(
+    path: str | os.PathLike[str], expected: SAPHNetConfig | None = None
+) -> tuple[SAPHNetConfig, dict[str, torch.Tensor]]:
+    """Config and tensors of a weights file; fails in one line if it was made for a
+    config other than ``expected``."""
+    config = read_config(path)
+    if expected is not None and expected != config:
+        diff = [
+            f"{name}={getattr(config, name)!r} (expected {getattr(expected, name)!r})"
+            for name in config.__dataclass_fields__
+            if getattr(config, name) != getattr(expected, name)
+        ]
+        raise WeightsError(f"{path} was made for another config: {', '.join(diff)}")
+    return config, load_file(str(path))

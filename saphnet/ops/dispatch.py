@@ -1,0 +1,89 @@
+"""Backend registry for :func:`saphnet.ops.pdf_conv`.
+
+The reference is always there; torchvision's ``deform_conv2d`` registers itself when
+torchvision imports; our CUDA kernel (``saphnet.plugins``) registers when its library
+loads. ``auto`` takes the first registered backend whose predicate accepts the tensors,
+in priority order, so a faster implementation plugs in without the model changing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Predicate = Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of the PDF operator and the tensors it accepts."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    accepts: Predicate
+    priority: int
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(
+    name: str, fn: Callable[..., torch.Tensor], accepts: Predicate, priority: int
+) -> None:
+    """Add (or replace) a backend; higher ``priority`` is tried first by ``auto``."""
+    _BACKENDS[name] = Backend(name, fn, accepts, priority)
+
+
+def available_backends() -> list[str]:
+    """Registered backend names, highest priority first."""
+    return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
+
+
+def select_backend(
+    name: str,
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+) -> Callable[..., torch.Tensor]:
+    """The function to run for ``name`` (or the best accepting backend for ``auto``)."""
+    _register_builtin()
+    if name == "auto":
+        for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
+            if backend.accepts(x, offset, mask, weight):
+                return backend.fn
+        raise RuntimeError("pdf_conv: no backend accepts these tensors")  # pragma: no cover
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"pdf_conv: unknown backend {name!r}; available: {', '.join(available_backends())}"
+        )
+    return _BACKENDS[name].fn
+
+
+def _torchvision_accepts(x: torch.Tensor, *_: torch.Tensor) -> bool:
+    # torchvision's CPU kernel has no half-precision path; its CUDA kernel has.
+    if x.device.type == "cuda":
+        return True
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+_BUILTIN_DONE = False
+
+
+def _register_builtin() -> None:
+    global _BUILTIN_DONE
+    if _BUILTIN_DONE:
+        return
+    _BUILTIN_DONE = True
+    from .pdf_conv import _torchvision_deform_conv, pdf_conv_reference
+
+    register_backend("reference", pdf_conv_reference, lambda *_: True, priority=0)
+    if importlib.util.find_spec("torchvision") is not None:
+        try:
+            import torchvision.ops  # noqa: F401  (fails beside a mismatched torch)
+        except Exception:  # pragma: no cover - depends on the environment
+            return
+        register_backend("torchvision", _torchvision_deform_conv, _torchvision_accepts, 10)
