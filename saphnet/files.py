@@ -23,7 +23,9 @@ def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SaphnetError(f"cannot create folder {parent}: {exc.strerror}; choose another path") from None
+        raise SaphnetError(
+            f"cannot create folder {parent}: {exc.strerror}; choose another path"
+        ) from None
     if not os.access(parent, os.W_OK):
         raise SaphnetError(f"cannot write to folder {parent}; choose a writable path")
     return target

@@ -130,7 +130,13 @@ class ContentAwareModule(nn.Module):
     """
 
     def __init__(
-        self, channels: int, maps: int, kernel: int, offset_max: float, use_offsets: bool, reduction: int
+        self,
+        channels: int,
+        maps: int,
+        kernel: int,
+        offset_max: float,
+        use_offsets: bool,
+        reduction: int,
     ) -> None:
         super().__init__()
         self.attention = LinearAttention(channels, maps, reduction)
@@ -148,7 +154,13 @@ class ContentAwareResBlock(nn.Module):
     """conv 3x3 -> content-aware module -> conv 3x3, plus skip."""
 
     def __init__(
-        self, channels: int, maps: int, kernel: int, offset_max: float, use_offsets: bool, reduction: int
+        self,
+        channels: int,
+        maps: int,
+        kernel: int,
+        offset_max: float,
+        use_offsets: bool,
+        reduction: int,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(channels, channels)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ContentAwareResBlock, PlainResBlock, conv3x3
 from ..errors import WeightsError
+from .blocks import ContentAwareResBlock, PlainResBlock, conv3x3
 from .config import SAPHNetConfig
 from .weights import load_state, save_weights
 
@@ -152,9 +152,7 @@ class SAPHNet(nn.Module):
         save_weights(self, self.config, path, force=force)
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], config: SAPHNetConfig | None = None
-    ) -> SAPHNet:
+    def load(cls, path: str | os.PathLike[str], config: SAPHNetConfig | None = None) -> SAPHNet:
         """Build the network a weights file was saved from (on CPU, in eval mode).
 
         With ``config`` given, a file made for another config fails in one line.
@@ -179,7 +177,9 @@ class SAPHNet(nn.Module):
             f = level.encoder(inp, lower)
             return level.decoder(f, f), f
         if depth == 2:
-            f = _join_rows(level.encoder(_split_rows(inp), _split_rows(lower) if lower is not None else None))
+            f = _join_rows(
+                level.encoder(_split_rows(inp), _split_rows(lower) if lower is not None else None)
+            )
             return level.decoder(f, f), f
         # depth 3: four patches (rows split first, then columns), left/right joined.
         patches = _split_cols(_split_rows(inp))

@@ -108,11 +108,11 @@ def _check_shapes(
 def _sample_tap(
     flat: torch.Tensor, sy: torch.Tensor, sx: torch.Tensor, height: int, width: int
 ) -> torch.Tensor:
-    """Bilinear sample of ``flat`` (N, C, H*W) at float32 points (N, P); zero outside.
+    """Bilinear sample of ``flat`` (N, C, H*W) at points (N, P); zero outside.
 
     Each of the four corners contributes only when it lies inside the image, which is
     exactly torchvision's and ONNX DeformConv's rule (and GridSample's "zeros" padding).
-    The sum is accumulated in float32 and cast back to the input's dtype.
+    The sum is accumulated in the points' dtype (float32 or float64).
     """
     y0 = torch.floor(sy)
     x0 = torch.floor(sx)
@@ -127,7 +127,7 @@ def _sample_tap(
             weight = wy * wx * inside
             index = (yc.clamp(0, height - 1) * width + xc.clamp(0, width - 1)).long()
             values = flat.gather(2, index.unsqueeze(1).expand(-1, flat.shape[1], -1))
-            term = values.float() * weight.unsqueeze(1)
+            term = values.to(weight.dtype) * weight.unsqueeze(1)
             acc = term if acc is None else acc + term
     assert acc is not None
     return acc
@@ -149,7 +149,7 @@ def pdf_conv_reference(
     to every input, and never materialises the full (C*K*K) x (Ho*Wo) im2col matrix:
     memory per tap is one C x Ho*Wo slice. Sampling positions and bilinear weights are
     float32 whatever the input dtype, because float16 cannot hold pixel coordinates of
-    large images to sub-pixel precision.
+    large images to sub-pixel precision (float64 inputs keep float64 throughout).
     """
     geometry = PDFGeometry.of(stride, padding, dilation)
     ho, wo = _check_shapes(x, offset, mask, weight, bias, geometry)
@@ -158,9 +158,10 @@ def pdf_conv_reference(
     taps = kh * kw
     (sh, sw), (ph, pw), (dh, dw) = geometry.stride, geometry.padding, geometry.dilation
     device = x.device
-    base_y = (torch.arange(ho, device=device, dtype=torch.float32) * sh - ph).view(ho, 1)
-    base_x = (torch.arange(wo, device=device, dtype=torch.float32) * sw - pw).view(1, wo)
-    offsets = offset.float().view(n, taps, 2, ho, wo)
+    coord = torch.promote_types(x.dtype, torch.float32)
+    base_y = (torch.arange(ho, device=device, dtype=coord) * sh - ph).view(ho, 1)
+    base_x = (torch.arange(wo, device=device, dtype=coord) * sw - pw).view(1, wo)
+    offsets = offset.to(coord).view(n, taps, 2, ho, wo)
     flat = x.reshape(n, c_in, h * w)
     out = None
     for k in range(taps):
@@ -168,7 +169,7 @@ def pdf_conv_reference(
         sy = (base_y + ky * dh + offsets[:, k, 0]).reshape(n, ho * wo)
         sx = (base_x + kx * dw + offsets[:, k, 1]).reshape(n, ho * wo)
         sampled = _sample_tap(flat, sy, sx, h, w)
-        sampled = (sampled * mask[:, k].float().reshape(n, 1, ho * wo)).to(x.dtype)
+        sampled = (sampled * mask[:, k].to(coord).reshape(n, 1, ho * wo)).to(x.dtype)
         term = torch.matmul(weight[:, :, ky, kx], sampled)
         out = term if out is None else out + term
     assert out is not None
@@ -256,4 +257,3 @@ def pdf_conv(
 def pad_for_kernel(kernel: int, dilation: int = 1) -> int:
     """The padding that keeps the spatial size for an odd kernel at stride 1."""
     return dilation * (kernel - 1) // 2
-
