@@ -151,15 +151,22 @@ class CudaGraph:
     def begin(self, stream: Stream) -> None:
         self._stream = stream
         self._call(
-            "cuStreamBeginCapture_v2", ctypes.c_void_p(stream.handle), ctypes.c_int(_CAPTURE_MODE_THREAD_LOCAL)
+            "cuStreamBeginCapture_v2",
+            ctypes.c_void_p(stream.handle),
+            ctypes.c_int(_CAPTURE_MODE_THREAD_LOCAL),
         )
 
     def end(self) -> None:
         """Finish capture and instantiate the graph (raises if capture was invalidated)."""
         assert self._stream is not None, "begin() first"
-        self._call("cuStreamEndCapture", ctypes.c_void_p(self._stream.handle), ctypes.byref(self._graph))
         self._call(
-            "cuGraphInstantiateWithFlags", ctypes.byref(self._exec), self._graph, ctypes.c_ulonglong(0)
+            "cuStreamEndCapture", ctypes.c_void_p(self._stream.handle), ctypes.byref(self._graph)
+        )
+        self._call(
+            "cuGraphInstantiateWithFlags",
+            ctypes.byref(self._exec),
+            self._graph,
+            ctypes.c_ulonglong(0),
         )
 
     def launch(self) -> None:

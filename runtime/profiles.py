@@ -36,7 +36,12 @@ class Profile:
         return {k: f"{self.name}:{format_shape(getattr(self, k))}" for k in ("min", "opt", "max")}
 
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+        return {
+            "name": self.name,
+            "min": list(self.min),
+            "opt": list(self.opt),
+            "max": list(self.max),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Profile:
@@ -90,13 +95,18 @@ def check_profile(profile: Profile) -> None:
     shapes = {"min": profile.min, "opt": profile.opt, "max": profile.max}
     for key, shape in shapes.items():
         if shape[1] != 3:
-            raise SaphnetError(f"{key} shape {format_shape(shape)} has {shape[1]} channels; SAPHNet takes 3 (RGB)")
+            raise SaphnetError(
+                f"{key} shape {format_shape(shape)} has {shape[1]} channels; SAPHNet takes 3 (RGB)"
+            )
         if shape[2] % PAD_MULTIPLE or shape[3] % PAD_MULTIPLE:
             raise SaphnetError(
                 f"{key} shape {format_shape(shape)}: H and W must be multiples of {PAD_MULTIPLE} "
                 "(the runtime pads images to that)"
             )
-    if not (profile.contains(profile.opt) and all(a <= b for a, b in zip(profile.min, profile.max, strict=True))):
+    if not (
+        profile.contains(profile.opt)
+        and all(a <= b for a, b in zip(profile.min, profile.max, strict=True))
+    ):
         raise SaphnetError(
             f"shapes must satisfy min <= opt <= max in every dimension, got "
             f"{format_shape(profile.min)}:{format_shape(profile.opt)}:{format_shape(profile.max)}"

@@ -60,7 +60,9 @@ class Sidecar:
     extra: dict[str, object] = field(default_factory=dict)
 
     def environment(self) -> Environment:
-        return Environment(self.tensorrt, self.gpu_name, self.compute_capability, self.plugin_sha256)
+        return Environment(
+            self.tensorrt, self.gpu_name, self.compute_capability, self.plugin_sha256
+        )
 
 
 def sidecar_path(engine: str | os.PathLike[str]) -> Path:
@@ -86,9 +88,13 @@ def read_sidecar(engine: str | os.PathLike[str]) -> Sidecar | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SaphnetError(f"{path} is not readable JSON ({exc}); rebuild the engine with saphnet build") from None
+        raise SaphnetError(
+            f"{path} is not readable JSON ({exc}); rebuild the engine with saphnet build"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise SaphnetError(f"{path} is not a saphnet engine sidecar; rebuild the engine with saphnet build")
+        raise SaphnetError(
+            f"{path} is not a saphnet engine sidecar; rebuild the engine with saphnet build"
+        )
     if data.get("version") != VERSION:
         raise SaphnetError(
             f"{path} has sidecar version {data.get('version')}, this saphnet reads {VERSION}; "
@@ -98,11 +104,16 @@ def read_sidecar(engine: str | os.PathLike[str]) -> Sidecar | None:
     try:
         return Sidecar(**{k: v for k, v in data.items() if k in known})
     except TypeError as exc:
-        raise SaphnetError(f"{path} lacks fields ({exc}); rebuild the engine with saphnet build") from None
+        raise SaphnetError(
+            f"{path} lacks fields ({exc}); rebuild the engine with saphnet build"
+        ) from None
 
 
 def check_sidecar(
-    engine: str | os.PathLike[str], sidecar: Sidecar, here: Environment, engine_sha256: str | None = None
+    engine: str | os.PathLike[str],
+    sidecar: Sidecar,
+    here: Environment,
+    engine_sha256: str | None = None,
 ) -> None:
     """Raise EngineMismatchError (one line: what differs, how to fix) when the engine
     cannot run here. A different GPU model of the same architecture runs the engine

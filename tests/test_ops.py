@@ -70,11 +70,12 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["reference", "gridsample"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_reference_matches_float64_loop(geometry):
+def test_backends_match_float64_loop(geometry, backend):
     n, c_in, c_out, h, w, k, stride, padding, dilation = geometry
     inputs = make_inputs(0, n, c_in, c_out, h, w, k, stride, padding, dilation)
-    got = pdf_conv_reference(*inputs, stride=stride, padding=padding, dilation=dilation)
+    got = pdf_conv(*inputs, stride=stride, padding=padding, dilation=dilation, backend=backend)
     want = loop_pdf_conv(*inputs, stride, padding, dilation)
     assert got.shape == want.shape
     err = np.abs(got.double().numpy() - want).max()
@@ -97,13 +98,37 @@ def test_zero_offset_and_unit_mask_is_convolution():
     )
 
 
-def test_gradcheck_float64():
+@pytest.mark.parametrize("backend", ["reference", "gridsample"])
+def test_gradcheck_float64(backend):
     x, offset, mask, weight, bias = make_inputs(3, 1, 2, 2, 5, 4, 3, 1, 1, 1, dtype=torch.float64)
     offset = offset + 0.37  # keep samples off integer coordinates, where bilinear has kinks
     args = [t.clone().requires_grad_(True) for t in (x, offset, mask, weight, bias)]
     assert torch.autograd.gradcheck(
-        lambda *a: pdf_conv_reference(*a, padding=1), args, eps=1e-6, atol=1e-5
+        lambda *a: pdf_conv(*a, padding=1, backend=backend), args, eps=1e-6, atol=1e-5
     )
+
+
+def test_gridsample_tap_groups_bound_memory_and_agree(monkeypatch):
+    # saphnet.ops.pdf_conv is also the function's name; fetch the module itself.
+    module = importlib.import_module("saphnet.ops.pdf_conv")
+
+    inputs = make_inputs(8, 2, 3, 4, 10, 12, 5, 1, 2, 1)
+    whole = module.pdf_conv_gridsample(*inputs, padding=2)
+    monkeypatch.setattr(module, "_GRID_BUDGET", 2 * 3 * 10 * 12 * 3)  # 3 taps per group
+    grouped = module.pdf_conv_gridsample(*inputs, padding=2)
+    torch.testing.assert_close(grouped, whole, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(whole, pdf_conv_reference(*inputs, padding=2), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_prefers_gridsample_for_float32_and_reference_for_half():
+    from saphnet.ops.dispatch import select_backend
+    from saphnet.ops.pdf_conv import pdf_conv_gridsample
+
+    x, offset, mask, weight, _ = make_inputs(9, 1, 2, 2, 5, 5, 3, 1, 1, 1)
+    chosen = select_backend("auto", x, offset, mask, weight)
+    assert chosen is pdf_conv_gridsample or "torchvision" in available_backends()
+    half = [t.half() for t in (x, offset, mask, weight)]
+    assert select_backend("auto", *half) is pdf_conv_reference
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

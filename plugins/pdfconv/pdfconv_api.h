@@ -54,7 +54,7 @@ typedef enum PdfConvDataType
 typedef enum PdfConvLayout
 {
     PDFCONV_LAYOUT_NCHW = 0,
-    PDFCONV_LAYOUT_NHWC8 = 1 /* float16 only on CUDA; channels padded to a multiple of 8 */
+    PDFCONV_LAYOUT_NHWC8 = 1 /* channels innermost, padded to a multiple of 8 (TensorRT kHWC8) */
 } PdfConvLayout;
 
 typedef enum PdfConvAlgo
@@ -92,6 +92,9 @@ PDFCONV_API int32_t pdfconv_version(void);
 
 /* 1 when the library holds the CUDA kernels, 0 for a host-only build. */
 PDFCONV_API int32_t pdfconv_has_cuda(void);
+
+/* 1 when the library holds the TensorRT plugin (built with TensorRT's headers), else 0. */
+PDFCONV_API int32_t pdfconv_has_tensorrt(void);
 
 /* Output height and width; PDFCONV_INVALID_ARGUMENT (with the reason) for bad params. */
 PDFCONV_API int32_t pdfconv_output_shape(PdfConvParams const* params, int32_t* out_height, int32_t* out_width);

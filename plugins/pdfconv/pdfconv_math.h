@@ -53,9 +53,6 @@ PDF_HD TapCorners pdfTapCorners(float sy, float sx, int32_t height, int32_t widt
     int32_t const x0 = static_cast<int32_t>(fminf(fmaxf(fx, -limit), limit));
     float const wy[2] = {1.0f - ly, ly};
     float const wx[2] = {1.0f - lx, lx};
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
     for (int32_t c = 0; c < 4; ++c)
     {
         int32_t const dy = c >> 1;

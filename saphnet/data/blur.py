@@ -58,9 +58,7 @@ def smooth_masks(
     return weights / weights.sum(axis=0, keepdims=True)
 
 
-def add_noise(
-    rng: np.random.Generator, linear: np.ndarray, shot: float, read: float
-) -> np.ndarray:
+def add_noise(rng: np.random.Generator, linear: np.ndarray, shot: float, read: float) -> np.ndarray:
     """Poisson-like shot noise (variance ``shot * signal``) plus Gaussian read noise."""
     std = np.sqrt(shot * np.clip(linear, 0.0, None) + read**2)
     return linear + std * rng.standard_normal(linear.shape)

@@ -216,7 +216,11 @@ class PairedFolderDataset:
     is set (training), whole images otherwise (evaluation)."""
 
     def __init__(
-        self, root: str | os.PathLike[str], crop: int | None = 256, seed: int = 0, flips: bool = True
+        self,
+        root: str | os.PathLike[str],
+        crop: int | None = 256,
+        seed: int = 0,
+        flips: bool = True,
     ) -> None:
         self.pairs = find_pairs(root)
         self.crop = crop
@@ -228,9 +232,11 @@ class PairedFolderDataset:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
-        pair = self.pairs[index % len(self.pairs)] if self.crop is None else self.pairs[
-            int(rng.integers(len(self.pairs)))
-        ]
+        pair = (
+            self.pairs[index % len(self.pairs)]
+            if self.crop is None
+            else self.pairs[int(rng.integers(len(self.pairs)))]
+        )
         blurred, sharp = read_rgb(pair.blur), read_rgb(pair.sharp)
         if blurred.shape != sharp.shape:
             raise SaphnetError(
@@ -252,7 +258,9 @@ def training_dataset(
     """The training set a user names: a GoPro-layout folder, a folder of sharp images
     (blurred on the fly), or None for the builtin photos."""
     if data is None:
-        return SyntheticBlurDataset(builtin_images(BUILTIN_TRAIN), crop, seed, settings, length=10**9)
+        return SyntheticBlurDataset(
+            builtin_images(BUILTIN_TRAIN), crop, seed, settings, length=10**9
+        )
     root = Path(data)
     if not root.is_dir():
         raise SaphnetError(f"data folder {root} does not exist; give a folder or use --synthetic")

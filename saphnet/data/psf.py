@@ -55,7 +55,7 @@ def _splat(points: np.ndarray, margin: int = 1) -> np.ndarray:
     """Rasterise complex points into an odd-sided square kernel centred on their
     centroid by bilinear splatting, normalised to sum 1."""
     points = points - points.mean()
-    radius = int(math.ceil(max(np.abs(points.real).max(), np.abs(points.imag).max()))) + margin
+    radius = math.ceil(max(np.abs(points.real).max(), np.abs(points.imag).max())) + margin
     size = 2 * radius + 1
     kernel = np.zeros((size, size), dtype=np.float64)
     px = points.real + radius
@@ -88,13 +88,13 @@ def trajectory_psf(
     """
     if not 0 < exposure <= 1:
         raise ValueError(f"trajectory_psf: exposure must be in (0, 1], got {exposure}")
-    end = max(2, int(round(exposure * len(trajectory))))
+    end = max(2, round(exposure * len(trajectory)))
     part = trajectory[:end]
     if extent is not None:
         span = max(np.ptp(part.real), np.ptp(part.imag))
         part = part * (extent / max(span, 1e-12))
     path = float(np.abs(np.diff(part)).sum())
-    n = max(2, int(math.ceil(path * 4)) + 1)
+    n = max(2, math.ceil(path * 4) + 1)
     t_old = np.linspace(0.0, 1.0, len(part))
     t_new = np.linspace(0.0, 1.0, n)
     dense = np.interp(t_new, t_old, part.real) + 1j * np.interp(t_new, t_old, part.imag)
@@ -119,7 +119,7 @@ def linear_psf(length: float, angle_deg: float) -> np.ndarray:
     if length == 0:
         return np.ones((1, 1))
     theta = math.radians(angle_deg)
-    n = max(2, int(math.ceil(length * 4)) + 1)
+    n = max(2, math.ceil(length * 4) + 1)
     s = np.linspace(-length / 2, length / 2, n)
     # Image rows grow downwards, so a photo's "up" is -y.
     points = s * math.cos(theta) - 1j * s * math.sin(theta)

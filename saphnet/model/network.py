@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
@@ -102,8 +101,8 @@ def _split_rows(t: torch.Tensor) -> torch.Tensor:
 
 def _join_rows(t: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`_split_rows`."""
-    top, bottom = t.chunk(2, dim=0)
-    return torch.cat([top, bottom], dim=2)
+    n = t.shape[0] // 2  # not chunk(): its split size would pin a dynamic batch in export
+    return torch.cat([t[:n], t[n:]], dim=2)
 
 
 def _split_cols(t: torch.Tensor) -> torch.Tensor:
@@ -112,8 +111,8 @@ def _split_cols(t: torch.Tensor) -> torch.Tensor:
 
 
 def _join_cols(t: torch.Tensor) -> torch.Tensor:
-    left, right = t.chunk(2, dim=0)
-    return torch.cat([left, right], dim=3)
+    n = t.shape[0] // 2
+    return torch.cat([t[:n], t[n:]], dim=3)
 
 
 class SAPHNet(nn.Module):
@@ -144,7 +143,7 @@ class SAPHNet(nn.Module):
             inp = xp if residual is None else xp + residual
             residual, context = self._run_level(level, depth, inp, context)
         assert residual is not None
-        out = (xp + residual)[:, :, :h, :w]
+        out = crop_to(xp + residual, h, w)
         return out if self.training else out.clamp(0.0, 1.0)
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> None:
@@ -189,12 +188,24 @@ class SAPHNet(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad H and W at the bottom/right to a multiple, reflecting where the image is
-    large enough and replicating where it is not (reflect needs pad < side)."""
-    h, w = x.shape[2], x.shape[3]
-    ph = (-h) % multiple
-    pw = (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    """Pad H and W at the bottom/right to a multiple of ``multiple`` by reflection; a
+    side shorter than its pad repeats its first row/column beyond the reflection.
+
+    Written as index arithmetic rather than ``F.pad`` behind a branch on the size, so
+    that ``torch.export`` sees each padded side as ``multiple * ceil(side / multiple)``
+    with no guard on the image size: the ONNX export keeps H and W dynamic.
+    """
+    for dim in (2, 3):
+        size = x.shape[dim]
+        padded = multiple * ((size + multiple - 1) // multiple)
+        last = size - 1
+        index = (last - (last - torch.arange(padded, device=x.device)).abs()).clamp(min=0)
+        x = x.index_select(dim, index)
+    return x
+
+
+def crop_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``x[:, :, :height, :width]`` as index selection, which (unlike slicing)
+    ``torch.export`` takes without a guard that the size fits; see :func:`pad_to_multiple`."""
+    x = x.index_select(2, torch.arange(height, device=x.device))
+    return x.index_select(3, torch.arange(width, device=x.device))

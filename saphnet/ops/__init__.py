@@ -1,13 +1,20 @@
 """The PDF operator (modulated deformable convolution) and its backends."""
 
 from .dispatch import available_backends, register_backend
-from .pdf_conv import PDFGeometry, output_size, pdf_conv, pdf_conv_reference
+from .pdf_conv import (
+    PDFGeometry,
+    output_size,
+    pdf_conv,
+    pdf_conv_gridsample,
+    pdf_conv_reference,
+)
 
 __all__ = [
     "PDFGeometry",
     "available_backends",
     "output_size",
     "pdf_conv",
+    "pdf_conv_gridsample",
     "pdf_conv_reference",
     "register_backend",
 ]

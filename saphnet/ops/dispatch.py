@@ -1,6 +1,7 @@
 """Backend registry for :func:`saphnet.ops.pdf_conv`.
 
-The reference is always there; torchvision's ``deform_conv2d`` registers itself when
+The reference is always there, with its faster grid_sample form for float32/float64;
+torchvision's ``deform_conv2d`` registers itself when
 torchvision imports; our CUDA kernel (``saphnet.plugins``) registers when its library
 loads. ``auto`` takes the first registered backend whose predicate accepts the tensors,
 in priority order, so a faster implementation plugs in without the model changing.
@@ -70,6 +71,11 @@ def _torchvision_accepts(x: torch.Tensor, *_: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
+def _gridsample_accepts(x: torch.Tensor, *_: torch.Tensor) -> bool:
+    # float16 grids cannot hold pixel coordinates of large images to sub-pixel precision.
+    return x.device.type in ("cpu", "cuda") and x.dtype in (torch.float32, torch.float64)
+
+
 _BUILTIN_DONE = False
 
 
@@ -78,9 +84,13 @@ def _register_builtin() -> None:
     if _BUILTIN_DONE:
         return
     _BUILTIN_DONE = True
-    from .pdf_conv import _torchvision_deform_conv, pdf_conv_reference
+    from .pdf_conv import _torchvision_deform_conv, pdf_conv_gridsample, pdf_conv_reference
 
     register_backend("reference", pdf_conv_reference, lambda *_: True, priority=0)
+    register_backend("gridsample", pdf_conv_gridsample, _gridsample_accepts, priority=5)
+    from ..plugins import register_torch_backend
+
+    register_torch_backend()  # our CUDA kernel (priority 20) when libsaphnet_plugins.so is built
     if importlib.util.find_spec("torchvision") is not None:
         try:
             import torchvision.ops  # noqa: F401  (fails beside a mismatched torch)

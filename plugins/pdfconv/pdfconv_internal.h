@@ -1,0 +1,49 @@
+// What the C API, the TensorRT plugin and the kernels share inside the library:
+// parameter checks, workspace sizes, the host implementation and the CUDA launcher.
+#pragma once
+
+#include "pdfconv_api.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace saphnet
+{
+namespace pdfconv
+{
+
+//! Tile sizes of the fused kernel that the packed-weight workspace depends on.
+constexpr int32_t kFusedTileM = 128; //!< output channels per block
+constexpr int32_t kFusedTileK = 32;  //!< input channels per pipeline step
+
+//! Output size of valid params. Returns PDFCONV_SUCCESS or a status with the reason in message.
+int32_t checkParams(PdfConvParams const& params, int32_t& outHeight, int32_t& outWidth, std::string& message);
+
+//! The algorithm that runs for a requested one (AUTO resolved), or a status with the reason.
+int32_t resolveAlgo(PdfConvParams const& params, int32_t requested, int32_t& algo, std::string& message);
+
+//! Bytes of the fused kernel's repacked float16 weights (a multiple of 256).
+std::size_t packedWeightBytes(PdfConvParams const& params);
+
+//! Device workspace bytes of a resolved algorithm for valid params: for the fused kernel the
+//! packed weights, then (NCHW input only) a channels-last NHWC8 copy of x.
+std::size_t workspaceBytes(PdfConvParams const& params, int32_t algo);
+
+//! Channel stride of x or y in memory: the channel count, padded to 8 for NHWC8.
+int32_t channelStride(int32_t channels, int32_t layout);
+
+//! Host implementation for valid params.
+void forwardHost(PdfConvParams const& params, int32_t outHeight, int32_t outWidth, void const* x,
+    void const* offset, void const* mask, void const* weight, void const* bias, void* y);
+
+//! Enqueue the CUDA kernels for valid params and a resolved algorithm (defined only in CUDA builds).
+int32_t forwardCuda(PdfConvParams const& params, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
+    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
+    void* stream, std::string& message);
+
+//! Record the message of a failed call for pdfconv_last_error() on this thread.
+void setLastError(std::string const& message);
+
+} // namespace pdfconv
+} // namespace saphnet

@@ -1,0 +1,140 @@
+// Launcher of the PDFConv CUDA kernels (pdfconv_kernels.cuh): checks what only the device
+// side can check, prepares the fused kernel's workspace and enqueues the kernels.
+#include "pdfconv_kernels.cuh"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+namespace saphnet
+{
+namespace pdfconv
+{
+namespace
+{
+
+using namespace kernels;
+
+template <typename T, bool kNHWC>
+void launchDirect(KernelGeometry const& g, int32_t batch, void const* x, void const* offset, void const* mask,
+    void const* weight, void const* bias, void* y, cudaStream_t stream)
+{
+    int32_t const pixels = g.outHeight * g.outWidth;
+    int32_t const channelsOut = kNHWC ? g.outStride : g.outChannels;
+    dim3 const grid((pixels + kDirectThreads - 1) / kDirectThreads,
+        (channelsOut + kDirectChannels - 1) / kDirectChannels, batch);
+    pdfDirectKernel<T, kNHWC><<<grid, kDirectThreads, 0, stream>>>(g, static_cast<T const*>(x), offset, mask,
+        static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
+}
+
+} // namespace
+
+int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
+    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
+    void* streamHandle, std::string& message)
+{
+    cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
+    KernelGeometry const g = geometryOf(p, outHeight, outWidth);
+    bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
+    // The library links the CUDA runtime statically, so its current device is its own: follow
+    // the device that holds x (torch or TensorRT may have made another device current).
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, x) == cudaSuccess && attributes.type == cudaMemoryTypeDevice)
+    {
+        int32_t current = -1;
+        if (cudaGetDevice(&current) == cudaSuccess && current != attributes.device)
+        {
+            cudaSetDevice(attributes.device);
+        }
+    }
+    else
+    {
+        cudaGetLastError(); // not a device pointer we can query (e.g. managed); launch as is
+    }
+    if (p.batch > 65535)
+    {
+        message = "pdfconv: batch " + std::to_string(p.batch) + " exceeds the 65535 the kernels launch; split it";
+        return PDFCONV_INVALID_ARGUMENT;
+    }
+    if (algo == PDFCONV_ALGO_FUSED)
+    {
+        if (nhwc && (reinterpret_cast<uintptr_t>(x) % 16) != 0)
+        {
+            message = "pdfconv: NHWC8 input must be 16-byte aligned for the fused kernel";
+            return PDFCONV_INVALID_ARGUMENT;
+        }
+        if ((reinterpret_cast<uintptr_t>(workspace) % 16) != 0)
+        {
+            message = "pdfconv: the workspace must be 16-byte aligned (256 recommended)";
+            return PDFCONV_INVALID_ARGUMENT;
+        }
+        int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
+        int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
+        auto* const packed = static_cast<__half*>(workspace);
+        int64_t const total = static_cast<int64_t>(g.taps) * packedM * packedK;
+        int32_t const packBlocks = static_cast<int32_t>(std::min<int64_t>((total + 255) / 256, 4096));
+        packWeightsKernel<<<packBlocks, 256, 0, stream>>>(
+            static_cast<__half const*>(weight), packed, p.out_channels, p.in_channels, g.taps, packedM, packedK);
+        // The kernel gathers channels-last (one 16-byte load = 8 channels per corner): an NCHW
+        // input is first copied into the workspace as NHWC8.
+        KernelGeometry fused = g;
+        auto const* xh = static_cast<__half const*>(x);
+        if (!nhwc)
+        {
+            fused.inStride = channelStride(p.in_channels, PDFCONV_LAYOUT_NHWC8);
+            auto* const copy = reinterpret_cast<__half*>(static_cast<unsigned char*>(workspace) + packedWeightBytes(p));
+            int32_t const inPixels = p.in_height * p.in_width;
+            dim3 const tiles((inPixels + 31) / 32, (fused.inStride + 31) / 32, p.batch);
+            toNhwc8Kernel<<<tiles, dim3(32, 8), 0, stream>>>(xh, copy, p.in_channels, inPixels, fused.inStride);
+            xh = copy;
+        }
+        int32_t const pixels = outHeight * outWidth;
+        dim3 const grid((pixels + kTileN - 1) / kTileN, packedM / kTileM, p.batch);
+        auto const* const bh = static_cast<__half const*>(bias);
+        auto* const yh = static_cast<__half*>(y);
+        if (nhwc)
+        {
+            pdfFusedKernel<true>
+                <<<grid, kFusedThreads, 0, stream>>>(fused, xh, offset, mask, packed, packedM, packedK, bh, yh);
+        }
+        else
+        {
+            pdfFusedKernel<false>
+                <<<grid, kFusedThreads, 0, stream>>>(fused, xh, offset, mask, packed, packedM, packedK, bh, yh);
+        }
+    }
+    else if (p.dtype == PDFCONV_FLOAT16)
+    {
+        if (nhwc)
+        {
+            launchDirect<__half, true>(g, p.batch, x, offset, mask, weight, bias, y, stream);
+        }
+        else
+        {
+            launchDirect<__half, false>(g, p.batch, x, offset, mask, weight, bias, y, stream);
+        }
+    }
+    else
+    {
+        if (nhwc)
+        {
+            launchDirect<float, true>(g, p.batch, x, offset, mask, weight, bias, y, stream);
+        }
+        else
+        {
+            launchDirect<float, false>(g, p.batch, x, offset, mask, weight, bias, y, stream);
+        }
+    }
+    cudaError_t const error = cudaGetLastError();
+    if (error != cudaSuccess)
+    {
+        message = std::string("pdfconv: kernel launch failed: ") + cudaGetErrorName(error) + ": "
+            + cudaGetErrorString(error);
+        return PDFCONV_CUDA_ERROR;
+    }
+    return PDFCONV_SUCCESS;
+}
+
+} // namespace pdfconv
+} // namespace saphnet

@@ -1,0 +1,206 @@
+"""One entry point over the backends: ``open_backend`` and ``deblur``.
+
+What a backend can run follows from the model file: an engine runs on TensorRT, an
+ONNX file on ONNX Runtime, weights (or nothing: the shipped checkpoint) on PyTorch
+or, exported once to a cached ONNX file, on ONNX Runtime. ``kind="auto"`` takes the
+fastest that is available, in the order of :data:`AUTO_ORDER`; the CPU part of that
+order is measured (README, ``saphnet bench``), not assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SaphnetError
+from .backend import Backend
+from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, choose_tile, deblur_image
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
+"""Fastest first. TensorRT and the CUDA paths: the GPU benchmarks; ONNX Runtime before
+PyTorch on CPU: ``saphnet bench`` on a 2-core CPU (see README)."""
+
+
+def _ort_has_cuda() -> bool:
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def cache_dir() -> Path:
+    """Where ONNX files exported from weights are kept between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "saphnet"
+
+
+def cached_onnx(
+    weights: str | os.PathLike[str] | None, pdf_op: str = "custom", precision: str = "fp32"
+) -> Path:
+    """An ONNX file exported from ``weights`` (default: the shipped ones), exported
+    once and reused; the name holds the weights' checksum and the saphnet version, so
+    new weights or a new exporter re-export."""
+    from .. import __version__
+    from ..files import sha256_file
+    from ..weights import default_weights
+
+    source = weights or default_weights()
+    digest = sha256_file(source) if source else None
+    key = digest[:16] if digest else "random-default"
+    path = cache_dir() / f"saphnet-{__version__}-{key}-{pdf_op}-{precision}.onnx"
+    if not path.is_file():
+        from ..export import export_onnx
+        from .torch_backend import load_model
+
+        log.info("exporting %s to %s (once)", source or "the default network", path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(
+            load_model(weights),
+            path,
+            pdf_op=pdf_op,
+            precision=precision,
+            force=True,
+            weights_sha256=digest,
+        )
+    return path
+
+
+def open_backend(
+    kind: str = "auto",
+    model: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    precision: str = "fp32",
+    device: str = "auto",
+    plugin_library: str | os.PathLike[str] | None = None,
+    pdf_op: str = "custom",
+) -> Backend:
+    """Open a backend.
+
+    Args:
+        kind: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``.
+        model: an engine (``.engine``/``.plan``), an ONNX file, or None to use ``weights``.
+        weights: SAPHNet ``.safetensors`` (None: the shipped checkpoint) for torch, or
+            for ONNX Runtime through a cached export.
+        precision: ``fp32`` or ``fp16`` (torch and exports; engines and ONNX files
+            carry their own).
+        device: ``auto``, ``cpu`` or ``cuda`` (torch and ONNX Runtime).
+        plugin_library: the saphnet plugin library for TensorRT / ONNX Runtime's
+            TensorRT provider (default: the installed one).
+        pdf_op: the PDF op form of an export made from weights.
+    """
+    if kind not in KINDS:
+        raise SaphnetError(f"backend {kind!r} is not one of {', '.join(KINDS)}")
+    path = Path(model) if model is not None else None
+    if path is not None and not path.is_file():
+        raise SaphnetError(f"model {path} does not exist; give an .onnx or .engine file")
+    is_engine = path is not None and path.suffix.lower() in ENGINE_SUFFIXES
+    is_onnx = path is not None and path.suffix.lower() == ".onnx"
+    if path is not None and not (is_engine or is_onnx):
+        raise SaphnetError(
+            f"model {path}: expected an .onnx file or an engine ({', '.join(ENGINE_SUFFIXES)})"
+        )
+    if path is not None and weights is not None:
+        raise SaphnetError(
+            "give --model or --weights, not both (the model file already holds its weights)"
+        )
+
+    if is_engine:
+        if kind not in ("auto", "tensorrt"):
+            raise SaphnetError(f"{path.name} is a TensorRT engine; use --backend tensorrt or auto")
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, plugin_library=plugin_library)
+    if kind == "tensorrt":
+        raise SaphnetError(
+            "the tensorrt backend runs an engine: saphnet build MODEL.onnx -o MODEL.engine, then --model MODEL.engine"
+        )
+    if is_onnx:
+        if kind == "torch":
+            raise SaphnetError(
+                f"{path.name} is an ONNX file; use --backend onnxruntime or auto, or --weights for torch"
+            )
+        return _onnxruntime(path, device, plugin_library)
+
+    choice = kind if kind != "auto" else _auto_for_weights(device)
+    if choice.startswith("onnxruntime"):
+        use_cuda = device == "cuda" or (device == "auto" and _ort_has_cuda())
+        onnx_precision = precision if use_cuda else "fp32"
+        return _onnxruntime(
+            cached_onnx(weights, pdf_op, onnx_precision),
+            "cuda" if use_cuda else "cpu",
+            plugin_library,
+        )
+    from .torch_backend import TorchBackend
+
+    return TorchBackend(weights=weights, precision=precision, device=device)
+
+
+def _auto_for_weights(device: str) -> str:
+    """The first of :data:`AUTO_ORDER` that runs from weights here (no engine given)."""
+    available = {
+        "onnxruntime-cuda": device in ("auto", "cuda") and _ort_has_cuda(),
+        "torch-cuda": device in ("auto", "cuda") and _torch_has_cuda(),
+        "onnxruntime-cpu": device in ("auto", "cpu"),
+        "torch-cpu": device in ("auto", "cpu"),
+    }
+    for name in AUTO_ORDER:
+        if available.get(name):
+            log.info("auto backend: %s", name)
+            return "onnxruntime" if name.startswith("onnxruntime") else "torch"
+    raise SaphnetError(f"no backend runs on device {device!r}; use --device cpu")
+
+
+def _onnxruntime(path: Path, device: str, plugin_library: str | os.PathLike[str] | None) -> Backend:
+    from .onnxruntime_backend import OnnxRuntimeBackend
+
+    if device == "auto":
+        providers = "cuda" if _ort_has_cuda() else "cpu"
+    elif device.startswith("cuda"):
+        providers = "cuda"
+    else:
+        providers = "cpu"
+    return OnnxRuntimeBackend(path, providers=providers, plugin_library=plugin_library)
+
+
+def deblur(
+    backend: Backend,
+    rgb: np.ndarray,
+    tile: int | None = 0,
+    overlap: int = DEFAULT_OVERLAP,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Deblur an (H, W, 3) uint8/uint16/float image with ``backend``.
+
+    ``tile``: 0 chooses (untiled when the image fits the backend's profile and
+    ``max_pixels``), None never tiles, N uses N x N tiles.
+    """
+    max_hw = getattr(backend, "max_hw", None)
+    min_hw = getattr(backend, "min_hw", (1, 1))
+    if tile == 0:
+        chosen = choose_tile(rgb.shape[0], rgb.shape[1], max_hw, max_pixels)
+        if chosen is not None:
+            log.info("tiling %dx%d in tiles of %dx%d", rgb.shape[0], rgb.shape[1], *chosen)
+    elif tile is not None and max_hw is not None:
+        chosen = (min(tile, max_hw[0]), min(tile, max_hw[1]))  # never beyond the profile
+    else:
+        chosen = tile
+    return deblur_image(backend.infer, rgb, chosen, overlap, min_hw, progress)

@@ -1,0 +1,237 @@
+"""Build a TensorRT engine from a SAPHNet ONNX file, with Polygraphy's loaders.
+
+``NetworkFromOnnxPath`` -> ``CreateConfig`` -> ``EngineBytesFromNetwork`` do the
+TensorRT work; this module decides what they are given:
+
+* precision: TensorRT 10 builds FP16 from an FP32 network with the builder's FP16
+  flag; TensorRT 11 builds only strongly typed networks, so FP16 must come from an
+  FP16 ONNX file (``saphnet export --precision fp16``). An FP16 ONNX file is built
+  strongly typed on both. TF32 stays off so an FP32 engine is FP32.
+* the optimization profile (trtexec-style shapes), the timing cache, the workspace;
+* the plugin library, loaded with ctypes before parsing so the parser maps
+  ``saphnet::PDFConv`` to our plugin (without it, the parser falls back to the
+  node's ONNX function);
+* an atomic write of the engine plus its sidecar (:mod:`.sidecar`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from .. import __version__
+from ..errors import SaphnetError
+from ..files import atomic_output, check_writable, sha256_file
+from .profiles import DEFAULT_SHAPES, Profile, check_profile, format_shape, parse_profile
+from .sidecar import Sidecar, sidecar_path, write_sidecar
+from .trt_env import environment, has_fp16_flag, import_tensorrt, load_plugin, resolve_plugin
+
+log = logging.getLogger(__name__)
+
+PLUGIN_DOMAIN = "saphnet"
+
+
+@dataclass(frozen=True)
+class OnnxSummary:
+    """What the builder needs to know about an ONNX file, read without its weights."""
+
+    input_name: str
+    input_dims: tuple[int | str, ...]
+    """Static sizes as ints, dynamic ones as their names."""
+    fp16: bool
+    custom_op: bool
+    """Holds saphnet::PDFConv nodes (which the plugin implements)."""
+
+
+def inspect_onnx(path: Path) -> OnnxSummary:
+    """Input, precision and custom-op use of an ONNX file; one-line errors for files
+    that are not ONNX or whose external data points outside their folder."""
+    if not path.is_file():
+        raise SaphnetError(f"ONNX file {path} does not exist; create it with saphnet export")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several types for a non-ONNX file
+        raise SaphnetError(
+            f"{path} is not an ONNX model ({type(exc).__name__}); create it with saphnet export"
+        ) from None
+    folder = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if not (folder / location).resolve().is_relative_to(folder):
+                raise SaphnetError(
+                    f"{path}: external data {location!r} points outside the model's folder; refusing to read it"
+                )
+    graph_inputs = [
+        i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+    ]
+    if len(graph_inputs) != 1:
+        raise SaphnetError(
+            f"{path} has {len(graph_inputs)} inputs; a SAPHNet model has one image input"
+        )
+    tensor_type = graph_inputs[0].type.tensor_type
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in tensor_type.shape.dim
+    )
+    fp16 = tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
+        t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
+    )
+    custom = any(n.domain == PLUGIN_DOMAIN for n in model.graph.node)
+    return OnnxSummary(graph_inputs[0].name, dims, fp16, custom)
+
+
+def default_profile(summary: OnnxSummary) -> Profile:
+    """The static shape of a static-shape export, else :data:`DEFAULT_SHAPES`."""
+    if len(summary.input_dims) == 4 and all(
+        isinstance(d, int) and d > 0 for d in summary.input_dims
+    ):
+        shape = tuple(summary.input_dims)
+        profile = Profile(summary.input_name, shape, shape, shape)  # type: ignore[arg-type]
+        check_profile(profile)
+        return profile
+    return parse_profile(DEFAULT_SHAPES, summary.input_name)
+
+
+def _check_profile_fits(summary: OnnxSummary, profile: Profile) -> None:
+    if profile.name != summary.input_name:
+        raise SaphnetError(
+            f"--shapes names input {profile.name!r}, the model's input is {summary.input_name!r}"
+        )
+    for axis, dim in enumerate(summary.input_dims):
+        if isinstance(dim, int) and dim > 0 and not (profile.min[axis] == profile.max[axis] == dim):
+            raise SaphnetError(
+                f"the model's input has a static size {dim} on axis {axis}, --shapes asks "
+                f"{format_shape(profile.min)}:{format_shape(profile.max)}; export with dynamic shapes or match it"
+            )
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: str = "fp32"
+    shapes: str | None = None
+    timing_cache: Path | None = None
+    plugins: Path | None = None
+    workspace_mb: int | None = None
+    force: bool = False
+
+
+def build_engine(
+    onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], options: BuildOptions
+) -> Path:
+    """Build, write ``engine_path`` and its sidecar atomically, return ``engine_path``."""
+    trt = import_tensorrt()
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+    from polygraphy.backend.trt import Profile as PolygraphyProfile
+    from polygraphy.exception import PolygraphyException
+
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if options.precision not in ("fp32", "fp16"):
+        raise SaphnetError(f"precision {options.precision!r} is not fp32 or fp16")
+    check_writable(engine_path, options.force)
+    check_writable(sidecar_path(engine_path), options.force)
+    summary = inspect_onnx(onnx_path)
+    profile = (
+        parse_profile(options.shapes, summary.input_name)
+        if options.shapes
+        else default_profile(summary)
+    )
+    _check_profile_fits(summary, profile)
+
+    strongly_typed, fp16_flag = _precision_mode(trt, summary, options.precision, onnx_path)
+    plugin_sha = None
+    plugin = (
+        resolve_plugin(options.plugins, required=False)
+        if summary.custom_op or options.plugins
+        else None
+    )
+    if plugin is not None:
+        plugin_sha = load_plugin(trt, plugin)
+    elif summary.custom_op:
+        log.warning(
+            "no plugin library: saphnet::PDFConv builds from its ONNX function (slower); run `make plugins`"
+        )
+    env = environment(trt, plugin_sha if summary.custom_op else None)
+
+    pools = (
+        {trt.MemoryPoolType.WORKSPACE: options.workspace_mb << 20} if options.workspace_mb else None
+    )
+    trt_profile = PolygraphyProfile().add(
+        profile.name, min=profile.min, opt=profile.opt, max=profile.max
+    )
+    cache = str(options.timing_cache) if options.timing_cache else None
+    # TensorRT 11 accepts (and ignores) the flag: every network is strongly typed there.
+    typed_flag = strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=typed_flag)
+    config = CreateConfig(
+        fp16=fp16_flag,
+        tf32=False,
+        profiles=[trt_profile],
+        load_timing_cache=cache,
+        memory_pool_limits=pools,
+    )
+    log.info(
+        "building %s (%s, %s) for %s, shapes %s",
+        engine_path.name,
+        options.precision,
+        "strongly typed" if strongly_typed else "FP16 builder flag" if fp16_flag else "FP32",
+        env.gpu_name,
+        " ".join(profile.trtexec().values()),
+    )
+    start = time.perf_counter()
+    try:
+        engine_bytes = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
+    except PolygraphyException as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "see the log above"
+        raise SaphnetError(f"TensorRT could not build {onnx_path.name}: {message}") from None
+    data = memoryview(engine_bytes)
+    log.info("built in %.1f s, %.1f MB", time.perf_counter() - start, data.nbytes / 1e6)
+
+    sidecar = Sidecar(
+        tensorrt=env.tensorrt,
+        gpu_name=env.gpu_name,
+        compute_capability=env.compute_capability,
+        precision=options.precision,
+        strongly_typed=strongly_typed,
+        profile=profile.as_dict(),
+        onnx_sha256=sha256_file(onnx_path),
+        engine_sha256=hashlib.sha256(data).hexdigest(),
+        plugin_sha256=env.plugin_sha256,
+        plugin_file=plugin.name if plugin is not None and env.plugin_sha256 else None,
+        onnx_file=onnx_path.name,
+        workspace_mb=options.workspace_mb,
+        saphnet_version=__version__,
+        extra={"trtexec_shapes": profile.trtexec()},
+    )
+    with atomic_output(engine_path, force=options.force) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        write_sidecar(engine_path, sidecar, force=options.force)
+    return engine_path
+
+
+def _precision_mode(
+    trt: object, summary: OnnxSummary, precision: str, onnx_path: Path
+) -> tuple[bool, bool]:
+    """(strongly_typed, fp16_flag) for this TensorRT and ONNX file, or a one-line error."""
+    strongly_required = not has_fp16_flag(trt)
+    if summary.fp16:
+        if precision != "fp16":
+            raise SaphnetError(
+                f"{onnx_path.name} is an FP16 model; build it with --precision fp16 or export an FP32 one"
+            )
+        return True, False
+    if precision == "fp16":
+        if strongly_required:
+            raise SaphnetError(
+                f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX file (strongly typed); "  # type: ignore[attr-defined]
+                "run saphnet export --precision fp16 and build that"
+            )
+        return False, True
+    return strongly_required, False

@@ -1,0 +1,111 @@
+"""Finding TensorRT, pycuda and the plugin library, with one-line errors when absent.
+
+Both the engine builder and the TensorRT backend start here, so the "what to
+install" message and the rule that plugin libraries come only from the user or the
+installed package (never from a path read out of a model, engine or sidecar) live in
+one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import SaphnetError
+from ..files import sha256_file
+from .sidecar import Environment
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'saphnet[tensorrt]' (needs an NVIDIA GPU with its driver)"
+
+
+class TensorRTMissingError(SaphnetError):
+    """TensorRT or pycuda is not installed."""
+
+
+def import_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, or a one-line error saying what to install."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise TensorRTMissingError(f"TensorRT is not installed; {INSTALL_HINT}") from None
+    return trt
+
+
+def import_cuda_memory() -> ModuleType:
+    """:mod:`saphnet.runtime.cuda_memory` (pycuda), or a one-line error."""
+    try:
+        from . import cuda_memory
+    except ImportError:
+        raise TensorRTMissingError(f"pycuda is not installed; {INSTALL_HINT}") from None
+    except Exception as exc:  # pycuda raises its own errors when no driver or GPU is present
+        raise TensorRTMissingError(
+            f"no usable CUDA GPU ({exc}); the TensorRT backend needs one"
+        ) from None
+    return cuda_memory
+
+
+def trt_major(trt: ModuleType) -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+def has_fp16_flag(trt: ModuleType) -> bool:
+    """TensorRT 10 builds FP16 from an FP32 network with the builder flag; 11 removed it
+    (every network is strongly typed, precision comes from the ONNX types)."""
+    return trt_major(trt) < 11 and hasattr(trt.BuilderFlag, "FP16")
+
+
+def resolve_plugin(path: str | os.PathLike[str] | None, required: bool) -> Path | None:
+    """The plugin library to load: ``path`` when the user gave one, else the one the
+    installed package ships (``saphnet.plugins.library_path()``). None when not
+    ``required`` and not found; a one-line error otherwise."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise SaphnetError(
+                f"plugin library {p} does not exist; build it with `make plugins` or fix --plugins"
+            )
+        return p
+    try:
+        from .. import plugins
+
+        return Path(plugins.library_path())
+    except SaphnetError:
+        if required:
+            raise
+        return None
+
+
+def load_plugin(trt: ModuleType, path: Path) -> str:
+    """Register the library's plugin creators with TensorRT and return the library's
+    SHA-256 for the sidecar.
+
+    The library exports ``getCreators`` (IPluginV3, as ``trtexec --dynamicPlugins``
+    loads it), so it goes through ``IPluginRegistry.load_library`` rather than a bare
+    ``ctypes.CDLL``; either way it happens before parsing or deserializing.
+    """
+    from ..plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+    registry = trt.get_plugin_registry()
+    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+        if registry.load_library(str(path)) is None:
+            raise SaphnetError(
+                f"TensorRT cannot load plugin library {path}; rebuild it for this TensorRT with "
+                "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
+            )
+        if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+            raise SaphnetError(
+                f"{path} holds no TensorRT plugin (built without TensorRT); rebuild it with "
+                "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
+            )
+    log.info("registered TensorRT plugins from %s", path)
+    return sha256_file(path)
+
+
+def environment(trt: ModuleType, plugin_sha256: str | None, device: int = 0) -> Environment:
+    """TensorRT version, GPU and plugin checksum of this machine."""
+    info = import_cuda_memory().gpu_info(device)
+    return Environment(trt.__version__, info.name, info.compute_capability, plugin_sha256)

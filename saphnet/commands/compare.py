@@ -1,0 +1,89 @@
+"""``saphnet compare``: PyTorch FP32 reference vs ONNX files on real images; exit 1 on a
+broken threshold, so it can gate a release."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="accuracy of ONNX files against the PyTorch FP32 reference (exit 1 on failure)",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL.onnx", help="files made by saphnet export")
+    p.add_argument("--weights", help="weights the files came from (default: the shipped weights)")
+    p.add_argument(
+        "--images",
+        nargs="+",
+        metavar="IMAGE",
+        help="images to test on (default: the bundled blurred sample and scikit-image's "
+        "astronaut, chelsea, coffee)",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=384,
+        help="centre-crop images to at most this side, 0 for full size (default 384)",
+    )
+    p.add_argument("--providers", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--max-abs", type=float, default=1e-3, help="FP32 files: max abs error (1e-3)")
+    p.add_argument(
+        "--max-abs-fp16", type=float, default=5e-2, help="FP16 files: max abs error (5e-2)"
+    )
+    p.add_argument("--min-psnr", type=float, default=60.0, help="FP32 files: min PSNR dB (60)")
+    p.add_argument("--min-psnr-fp16", type=float, default=45.0, help="FP16 files: min PSNR dB (45)")
+    p.add_argument("--min-ssim", type=float, default=0.999, help="FP32 files: min SSIM (0.999)")
+    p.add_argument("--min-ssim-fp16", type=float, default=0.99, help="FP16 files: min SSIM (0.99)")
+    p.add_argument("-o", "--output", help="folder for compare.json and compare.md")
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.reference_weights import RANDOM_WEIGHTS, random_model, weights_tag
+    from ..files import check_writable
+    from ..model import SAPHNet, SAPHNetConfig, read_config
+    from ..runtime.compare import (
+        Thresholds,
+        check_same_network,
+        compare_models,
+        default_images,
+        load_image,
+    )
+    from ..runtime.compare_report import format_table, write_reports
+    from ..weights import default_weights
+
+    if args.output:
+        for name in ("compare.json", "compare.md"):
+            check_writable(f"{args.output}/{name}", args.force)
+    weights = args.weights or default_weights()
+    if weights is None:
+        config_json = SAPHNetConfig().to_json()
+        tag = RANDOM_WEIGHTS
+    else:
+        config_json = read_config(weights).to_json()
+        tag = weights_tag(weights)
+    check_same_network(config_json, tag, args.models)
+    reference = random_model() if weights is None else SAPHNet.load(weights)
+    if args.images:
+        images = [(str(p), load_image(p, args.max_side)) for p in args.images]
+    else:
+        images = default_images(args.max_side)
+    thresholds = {
+        "fp32": Thresholds(args.max_abs, args.min_psnr, args.min_ssim),
+        "fp16": Thresholds(args.max_abs_fp16, args.min_psnr_fp16, args.min_ssim_fp16),
+    }
+    reports = compare_models(reference, args.models, images, thresholds, args.providers)
+    print(format_table(reports))
+    if args.output:
+        for path in write_reports(reports, args.output, args.force):
+            log.info("wrote %s", path)
+    failed = [r.path for r in reports if not r.passed]
+    if failed:
+        log.error("threshold broken by %s", ", ".join(failed))
+        return 1
+    return 0

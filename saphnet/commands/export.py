@@ -1,0 +1,64 @@
+"""``saphnet export``: a SAPHNet weights file -> an ONNX file with the PDF op."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ._args import parse_size
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export SAPHNet to ONNX (saphnet::PDFConv custom op, DeformConv or decomposed)",
+    )
+    p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--pdf-op",
+        choices=("custom", "deformconv", "decomposed"),
+        default="custom",
+        help="PDF op form: custom saphnet::PDFConv node + function (default), ONNX "
+        "DeformConv (opset >= 19), or GridSample + 1x1 Conv",
+    )
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="default fp32")
+    p.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19)")
+    p.add_argument(
+        "--static",
+        type=parse_size,
+        metavar="HxW",
+        help="fix the image size (default: dynamic H and W; the batch is always dynamic)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+    from ..export.reference_weights import random_model, weights_tag
+    from ..files import check_writable
+    from ..model import SAPHNet
+    from ..weights import default_weights
+
+    check_writable(args.output, args.force)
+    weights = args.weights or default_weights()
+    if weights is None:
+        log.warning("no weights given and none shipped: exporting a randomly initialised network")
+        model = random_model()
+    else:
+        model = SAPHNet.load(weights)
+    path = export_onnx(
+        model,
+        args.output,
+        pdf_op=args.pdf_op,
+        precision=args.precision,
+        opset=args.opset,
+        static_shape=args.static,
+        force=args.force,
+        weights_sha256=weights_tag(weights),
+    )
+    print(path)
+    return 0

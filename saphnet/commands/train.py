@@ -1,0 +1,173 @@
+"""``saphnet train``: train SAPHNet on GoPro-layout pairs or synthetic blur."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _widths(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"widths {text!r} are not three ints, e.g. 16,32,64"
+        ) from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"widths {text!r} are not three ints, e.g. 16,32,64")
+    return values  # type: ignore[return-value]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..train.settings import SCHEDULES, TrainSettings
+
+    d = TrainSettings()
+    p = sub.add_parser(
+        "train",
+        help="train SAPHNet (defaults: the paper's recipe)",
+        description="Train SAPHNet. Data: --data DIR (GoPro-layout <seq>/blur, <seq>/sharp "
+        "pairs, or a folder of sharp images blurred on the fly) or --synthetic (photos "
+        "shipped by scikit-image and matplotlib, blurred on the fly). The run folder "
+        "holds a resumable checkpoint.pt, latest/best .safetensors and history.jsonl.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
+    src.add_argument(
+        "--synthetic", action="store_true", help="builtin sharp photos, synthetic blur"
+    )
+    p.add_argument(
+        "--val-data", help="GoPro-layout validation folder (default: held-out synthetic set)"
+    )
+    p.add_argument("--val-count", type=int, default=8, help="held-out synthetic validation items")
+    p.add_argument("--val-crop", type=int, default=192, help="side of held-out validation crops")
+    p.add_argument("--out", default="saphnet-run", help="run folder (default: saphnet-run)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--force", action="store_true", help="start over in a run folder that has a checkpoint"
+    )
+    p.add_argument("--export", help="also write the final weights here (.safetensors)")
+    net = p.add_argument_group("network")
+    net.add_argument(
+        "--preset",
+        choices=("paper", "small"),
+        default="paper",
+        help="paper: the full network; small: the shipped checkpoint's",
+    )
+    net.add_argument("--widths", type=_widths, help="three channel widths, e.g. 16,32,64")
+    net.add_argument("--pdf-kernel", type=int, help="K of the pixel-dependent filter")
+    net.add_argument("--attention-maps", type=int, help="C2 of the linear attention")
+    net.add_argument(
+        "--no-offsets", action="store_true", help="PDF without offsets (paper's variant a)"
+    )
+    opt = p.add_argument_group("recipe")
+    opt.add_argument("--iterations", type=int, default=d.iterations)
+    opt.add_argument("--batch-size", type=int, default=d.batch_size)
+    opt.add_argument("--crop", type=int, default=d.crop, help="training crop side, multiple of 16")
+    opt.add_argument("--lr", type=float, default=d.lr)
+    opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    opt.add_argument("--lr-step", type=int, default=d.lr_step, help="step schedule: steps per drop")
+    opt.add_argument(
+        "--lr-gamma", type=float, default=d.lr_gamma, help="step schedule: drop factor"
+    )
+    opt.add_argument("--min-lr", type=float, default=d.min_lr, help="cosine schedule: final lr")
+    opt.add_argument("--loss", choices=("l1", "mse", "charbonnier"), default=d.loss)
+    opt.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    opt.add_argument("--val-every", type=int, default=d.val_every)
+    opt.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    opt.add_argument("--seed", type=int, default=d.seed)
+    opt.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    opt.add_argument("--workers", type=int, default=d.workers, help="data-loader processes")
+    opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    opt.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+
+    from ..data.datasets import PairedFolderDataset, heldout_dataset, training_dataset
+    from ..errors import SaphnetError
+    from ..files import check_writable
+    from ..train.presets import PRESETS
+    from ..train.settings import TrainSettings
+    from ..train.trainer import CHECKPOINT, Trainer, pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {
+        k: v
+        for k, v in (
+            ("widths", args.widths),
+            ("pdf_kernel", args.pdf_kernel),
+            ("attention_maps", args.attention_maps),
+        )
+        if v is not None
+    }
+    if args.no_offsets:
+        overrides["use_offsets"] = False
+    try:
+        config = dataclasses.replace(PRESETS[args.preset], **overrides)
+        settings = TrainSettings(
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            crop=args.crop,
+            lr=args.lr,
+            schedule=args.schedule,
+            lr_step=args.lr_step,
+            lr_gamma=args.lr_gamma,
+            min_lr=args.min_lr,
+            loss=args.loss,
+            grad_clip=args.grad_clip,
+            val_every=args.val_every,
+            checkpoint_every=args.checkpoint_every,
+            seed=args.seed,
+            amp=not args.no_amp,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        raise SaphnetError(f"{exc}; fix the option") from None
+    out = Path(args.out)
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and not (args.resume or args.force):
+        raise SaphnetError(
+            f"{checkpoint} exists; pass --resume to continue or --force to start over"
+        )
+    if args.resume and not checkpoint.exists():
+        raise SaphnetError(f"--resume: {checkpoint} does not exist; start without --resume")
+    if args.export:
+        check_writable(args.export, args.force)
+    train_set = training_dataset(
+        None if args.synthetic else args.data, settings.crop, settings.seed
+    )
+    val_set = (
+        PairedFolderDataset(args.val_data, crop=None)
+        if args.val_data
+        else heldout_dataset(crop=args.val_crop, count=args.val_count)
+    )
+    trainer = Trainer(config, settings, train_set, val_set, out, pick_device(args.device))
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    elif args.force:
+        (out / "history.jsonl").unlink(missing_ok=True)
+    log.info(
+        "training %s on %s (%s), %d parameters, to iteration %d",
+        args.preset,
+        trainer.device,
+        "synthetic builtin photos" if args.synthetic else args.data,
+        sum(p.numel() for p in trainer.model.parameters()),
+        settings.iterations,
+    )
+    result = trainer.fit()
+    if args.export:
+        trainer.model.save(args.export, force=args.force)
+    print(
+        f"iteration {result.iteration}: validation PSNR {result.val_psnr:.2f} dB "
+        f"(blurred input {result.input_psnr:.2f} dB), best {result.best_psnr:.2f} dB, "
+        f"{result.elapsed_s / 60:.1f} min; weights in {out}"
+    )
+    return 0

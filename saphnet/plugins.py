@@ -1,0 +1,461 @@
+"""ctypes binding of ``libsaphnet_plugins.so``: the PDFConv kernels, their host build and
+the TensorRT plugin (``plugins/pdfconv``).
+
+The numpy parts (:func:`host_forward`, :func:`version`, ...) import no torch, because
+TensorRT deployment hosts have numpy only; :func:`cuda_forward` and the ``plugin``
+backend of :func:`saphnet.ops.pdf_conv` import torch when they are called.
+
+The library is searched, in order, at ``$SAPHNET_PLUGIN_LIB``, at
+``<repo>/plugins/build/libsaphnet_plugins.so`` (``make plugins``) and in ``saphnet/lib/``
+(an installed package). Only these places are searched: a library path is never taken
+from a model, engine or sidecar file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import SaphnetError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "SAPHNET_PLUGIN_LIB"
+LIBRARY_NAME = "libsaphnet_plugins.so"
+# PDFCONV_VERSION of the pdfconv_api.h this module's ctypes declarations follow.
+API_VERSION = 10000
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+# TensorRT identity of the plugin: the ONNX node saphnet::PDFConv and its attributes.
+PLUGIN_NAME = "PDFConv"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = "saphnet"
+
+# Status codes of pdfconv_api.h.
+SUCCESS = 0
+INVALID_ARGUMENT = 1
+UNSUPPORTED = 2
+CUDA_ERROR = 3
+NO_CUDA = 4
+WORKSPACE_TOO_SMALL = 5
+
+_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+_LAYOUTS = {"nchw": 0, "nhwc8": 1}
+_ALGOS = {"auto": 0, "direct": 1, "fused": 2}
+
+IntPair = int | Sequence[int]
+
+
+class PluginError(SaphnetError):
+    """A call into the plugin library failed; ``status`` is the C API's status code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PdfConvParams(ctypes.Structure):
+    """``PdfConvParams`` of pdfconv_api.h, field for field."""
+
+    _fields_ = [
+        (name, ctypes.c_int32)
+        for name in (
+            "batch",
+            "in_channels",
+            "in_height",
+            "in_width",
+            "out_channels",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "stride_w",
+            "pad_top",
+            "pad_left",
+            "pad_bottom",
+            "pad_right",
+            "dilation_h",
+            "dilation_w",
+            "dtype",
+            "offset_dtype",
+            "mask_dtype",
+            "layout",
+        )
+    ]
+
+
+def candidate_paths() -> list[Path]:
+    """Where :func:`library_path` looks, in order."""
+    paths = []
+    if os.environ.get(ENV_VAR):
+        paths.append(Path(os.environ[ENV_VAR]).expanduser())
+    paths.append(_PACKAGE_DIR.parent / "plugins" / "build" / LIBRARY_NAME)
+    paths.append(_PACKAGE_DIR / "lib" / LIBRARY_NAME)
+    return paths
+
+
+def library_path() -> Path:
+    """The plugin library that :func:`load_library` loads; SaphnetError when none is built."""
+    candidates = candidate_paths()
+    if os.environ.get(ENV_VAR) and not candidates[0].is_file():
+        raise SaphnetError(
+            f"{ENV_VAR}={candidates[0]} is not a file; point it at {LIBRARY_NAME} or unset it"
+        )
+    for path in candidates:
+        if path.is_file():
+            return path
+    searched = ", ".join(str(p) for p in candidates)
+    raise SaphnetError(
+        f"{LIBRARY_NAME} not found (searched {searched}); build it with `make plugins` "
+        f"or set {ENV_VAR}"
+    )
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    params = ctypes.POINTER(PdfConvParams)
+    i32, vp, cvp = ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p
+    signatures: dict[str, tuple[Any, list[Any]]] = {
+        "pdfconv_version": (i32, []),
+        "pdfconv_has_cuda": (i32, []),
+        "pdfconv_has_tensorrt": (i32, []),
+        "pdfconv_output_shape": (i32, [params, ctypes.POINTER(i32), ctypes.POINTER(i32)]),
+        "pdfconv_workspace_size": (i32, [params, i32, ctypes.POINTER(ctypes.c_size_t)]),
+        "pdfconv_forward_host": (i32, [params, cvp, cvp, cvp, cvp, cvp, vp]),
+        "pdfconv_forward_cuda": (
+            i32,
+            [params, i32, cvp, cvp, cvp, cvp, cvp, vp, vp, ctypes.c_size_t, vp],
+        ),
+        "pdfconv_last_error": (ctypes.c_char_p, []),
+        "pdfconv_status_string": (ctypes.c_char_p, [i32]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+@functools.cache
+def load_library() -> ctypes.CDLL:
+    """Load the library once per process (SaphnetError naming the path when it fails)."""
+    path = library_path()
+    try:
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+    except (OSError, AttributeError) as exc:
+        raise SaphnetError(
+            f"cannot load {path}: {exc}; rebuild it with `make plugins` (clean plugins/build first)"
+        ) from exc
+    found = lib.pdfconv_version()
+    if found // 100 != API_VERSION // 100:
+        raise SaphnetError(
+            f"{path} has PDFConv API version {found} but saphnet needs {API_VERSION}; "
+            "rebuild it with `make plugins`"
+        )
+    log.debug("loaded %s (version %d)", path, found)
+    return lib
+
+
+def version() -> int:
+    """The library's ``PDFCONV_VERSION``: major * 10000 + minor * 100 + patch."""
+    return int(load_library().pdfconv_version())
+
+
+def has_cuda() -> bool:
+    """Whether the loaded library holds the CUDA kernels (False for a host-only build)."""
+    return bool(load_library().pdfconv_has_cuda())
+
+
+def has_tensorrt() -> bool:
+    """Whether the loaded library holds the TensorRT plugin (built with TensorRT's headers)."""
+    return bool(load_library().pdfconv_has_tensorrt())
+
+
+def _check(status: int, call: str) -> None:
+    if status != SUCCESS:
+        lib = load_library()
+        detail = lib.pdfconv_last_error().decode(errors="replace")
+        name = lib.pdfconv_status_string(status).decode()
+        raise PluginError(f"{call} failed ({name}): {detail}", status)
+
+
+def _pair(value: IntPair, name: str) -> tuple[int, int]:
+    if isinstance(value, int | np.integer):
+        return int(value), int(value)
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise SaphnetError(f"{name} must be an int or a pair, got {value!r}")
+    return pair[0], pair[1]
+
+
+def _pads(value: IntPair) -> tuple[int, int, int, int]:
+    """Padding as ONNX pads (top, left, bottom, right) from an int, (h, w) or 4 values."""
+    if isinstance(value, int | np.integer):
+        return (int(value),) * 4  # type: ignore[return-value]
+    pads = tuple(int(v) for v in value)
+    if len(pads) == 2:
+        return pads[0], pads[1], pads[0], pads[1]
+    if len(pads) == 4:
+        return pads  # type: ignore[return-value]
+    raise SaphnetError(
+        f"padding must be an int, (h, w) or (top, left, bottom, right), got {value!r}"
+    )
+
+
+def make_params(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    dtype: Any,
+    offset_dtype: Any,
+    mask_dtype: Any,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    layout: str = "nchw",
+) -> PdfConvParams:
+    """The C API's parameter struct; ``x_shape`` is the logical (N, C, H, W) shape."""
+    dtypes = []
+    for name, dt in (("x", dtype), ("offset", offset_dtype), ("mask", mask_dtype)):
+        text = str(dt)  # torch dtypes print as "torch.float16"
+        key = np.dtype(text.removeprefix("torch.") if text.startswith("torch.") else dt)
+        if key not in _DTYPES:
+            raise SaphnetError(f"{name} must be float32 or float16, got {dt}")
+        dtypes.append(_DTYPES[key])
+    if layout not in _LAYOUTS:
+        raise SaphnetError(f"layout must be one of {sorted(_LAYOUTS)}, got {layout!r}")
+    if len(x_shape) != 4 or len(weight_shape) != 4:
+        raise SaphnetError(
+            f"x and weight must be 4-D, got shapes {tuple(x_shape)} and {tuple(weight_shape)}"
+        )
+    n, c_in, h, w = (int(v) for v in x_shape)
+    c_out, _, kh, kw = (int(v) for v in weight_shape)
+    (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
+    top, left, bottom, right = _pads(padding)
+    return PdfConvParams(
+        n, c_in, h, w, c_out, kh, kw, sh, sw, top, left, bottom, right, dh, dw, *dtypes,
+        _LAYOUTS[layout],
+    )  # fmt: skip
+
+
+def output_shape(params: PdfConvParams) -> tuple[int, int]:
+    """(Ho, Wo) for ``params``; PluginError with the library's reason when they are invalid."""
+    lib = load_library()
+    ho, wo = ctypes.c_int32(), ctypes.c_int32()
+    _check(lib.pdfconv_output_shape(ctypes.byref(params), ho, wo), "pdfconv_output_shape")
+    return ho.value, wo.value
+
+
+def _check_inputs(
+    params: PdfConvParams,
+    x_shape: Sequence[int],
+    offset_shape: Sequence[int],
+    mask_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+) -> tuple[int, int]:
+    """Shape checks the C API cannot do (it sees only pointers); messages name both sizes."""
+    ho, wo = output_shape(params)
+    taps = params.kernel_h * params.kernel_w
+    expected = {
+        "offset": ((params.batch, 2 * taps, ho, wo), tuple(offset_shape)),
+        "mask": ((params.batch, taps, ho, wo), tuple(mask_shape)),
+        "weight": (
+            (params.out_channels, params.in_channels, params.kernel_h, params.kernel_w),
+            tuple(weight_shape),
+        ),
+    }
+    if bias_shape is not None:
+        expected["bias"] = ((params.out_channels,), tuple(bias_shape))
+    for name, (want, got) in expected.items():
+        if want != got:
+            raise PluginError(
+                f"pdfconv: {name} has shape {got} but x {tuple(x_shape)} and weight "
+                f"{tuple(weight_shape)} need {want}",
+                INVALID_ARGUMENT,
+            )
+    return ho, wo
+
+
+def host_forward(
+    x: np.ndarray,
+    offset: np.ndarray,
+    mask: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> np.ndarray:
+    """PDFConv on the CPU through the library's host build (the kernels' maths).
+
+    Same arguments as :func:`saphnet.ops.pdf_conv` on numpy arrays (NCHW), plus ONNX-style
+    asymmetric ``padding=(top, left, bottom, right)``. ``x``, ``weight`` and ``bias`` are
+    float32 or float16 (one dtype); ``offset`` and ``mask`` each float32 or float16.
+    Returns (N, C_out, Ho, Wo) in x's dtype.
+    """
+    arrays = [np.ascontiguousarray(a) for a in (x, offset, mask, weight)]
+    x, offset, mask, weight = arrays
+    if weight.dtype != x.dtype:
+        raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=x.dtype)
+    params = make_params(
+        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
+    )
+    ho, wo = _check_inputs(
+        params,
+        x.shape,
+        offset.shape,
+        mask.shape,
+        weight.shape,
+        None if bias is None else bias.shape,
+    )
+    y = np.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype)
+    status = load_library().pdfconv_forward_host(
+        ctypes.byref(params),
+        x.ctypes.data,
+        offset.ctypes.data,
+        mask.ctypes.data,
+        weight.ctypes.data,
+        None if bias is None else bias.ctypes.data,
+        y.ctypes.data,
+    )
+    _check(status, "pdfconv_forward_host")
+    return y
+
+
+def cuda_forward(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    algo: str = "auto",
+) -> torch.Tensor:
+    """PDFConv with our CUDA kernel on CUDA tensors, on the current stream.
+
+    ``algo``: ``"fused"`` (tensor-core implicit GEMM, float16), ``"direct"`` (FP32 maths,
+    float32 or float16) or ``"auto"`` (fused for float16, direct for float32). Not
+    differentiable: the ``plugin`` backend is chosen only for tensors without grad.
+    """
+    import torch
+
+    if algo not in _ALGOS:
+        raise SaphnetError(f"algo must be one of {sorted(_ALGOS)}, got {algo!r}")
+    tensors = {"x": x, "offset": offset, "mask": mask, "weight": weight}
+    for name, t in tensors.items():
+        if t.device != x.device or t.device.type != "cuda":
+            raise SaphnetError(f"{name} is on {t.device}; every tensor must be on x's CUDA device")
+    if weight.dtype != x.dtype:
+        raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
+    x, offset, mask, weight = (t.contiguous() for t in (x, offset, mask, weight))
+    if bias is not None:
+        bias = bias.to(device=x.device, dtype=x.dtype).contiguous()
+    params = make_params(
+        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
+    )
+    ho, wo = _check_inputs(
+        params,
+        x.shape,
+        offset.shape,
+        mask.shape,
+        weight.shape,
+        None if bias is None else bias.shape,
+    )
+    lib = load_library()
+    workspace_bytes = ctypes.c_size_t()
+    _check(
+        lib.pdfconv_workspace_size(ctypes.byref(params), _ALGOS[algo], workspace_bytes),
+        "pdfconv_workspace_size",
+    )
+    y = torch.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype, device=x.device)
+    workspace = torch.empty(max(workspace_bytes.value, 1), dtype=torch.uint8, device=x.device)
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    status = lib.pdfconv_forward_cuda(
+        ctypes.byref(params),
+        _ALGOS[algo],
+        x.data_ptr(),
+        offset.data_ptr(),
+        mask.data_ptr(),
+        weight.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        y.data_ptr(),
+        workspace.data_ptr(),
+        workspace_bytes.value,
+        stream,
+    )
+    _check(status, "pdfconv_forward_cuda")
+    return y
+
+
+def _torch_accepts(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> bool:
+    """The ``plugin`` backend takes contiguous CUDA float32/float16 tensors without grad."""
+    import torch
+
+    floats = (torch.float32, torch.float16)
+    tensors = (x, offset, mask, weight)
+    return (
+        x.device.type == "cuda"
+        and all(t.device == x.device and t.is_contiguous() for t in tensors)
+        and x.dtype in floats
+        and weight.dtype == x.dtype
+        and offset.dtype in floats
+        and mask.dtype in floats
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    )
+
+
+def register_torch_backend() -> bool:
+    """Register the ``plugin`` backend of :func:`saphnet.ops.pdf_conv` (priority 20).
+
+    Does nothing, and returns False, when the library is absent or was built without CUDA,
+    so a CPU machine or a checkout without ``make plugins`` keeps the other backends.
+    """
+    try:
+        if not has_cuda():
+            return False
+    except SaphnetError as exc:
+        log.debug("plugin backend not registered: %s", exc)
+        return False
+    from .ops.dispatch import register_backend
+
+    register_backend("plugin", cuda_forward, _torch_accepts, priority=20)
+    return True
+
+
+def register_tensorrt_plugin() -> Path:
+    """Register the ``saphnet::PDFConv`` plugin creator with TensorRT's plugin registry.
+
+    Uses ``IPluginRegistry.load_library`` (the library's ``getCreators`` entry point, as
+    ``trtexec --dynamicPlugins``); call it before parsing ONNX or deserializing an engine.
+    Idempotent. Returns the library path.
+    """
+    import tensorrt as trt
+
+    path = library_path()
+    registry = trt.get_plugin_registry()
+    registered = registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
+    if not registered and registry.load_library(str(path)) is None:
+        raise SaphnetError(
+            f"TensorRT could not load {path} as a plugin library; rebuild it with "
+            "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` for this TensorRT version"
+        )
+    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+        raise SaphnetError(
+            f"{path} holds no TensorRT plugin; rebuild it with "
+            "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
+        )
+    return path
