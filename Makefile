@@ -34,7 +34,7 @@ demo: venv
 	$(VENV)/bin/saphnet demo -o demo-out --force
 
 bench: venv
-	$(PY) benchmarks/bench_backends.py -o benchmarks/results
+	$(PY) benchmarks/bench_backends.py -o benchmarks/results --force
 
 clean:
 	rm -rf $(VENV) $(PLUGIN_BUILD) demo-out

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from saphnet.runtime.api import deblur
-from saphnet.runtime.tiling import plan_tiles
 
 from saphnet.images import read_image
+from saphnet.runtime.api import deblur
+from saphnet.runtime.tiling import plan_tiles
 
 ASSETS = Path(__file__).resolve().parent.parent / "saphnet" / "assets"
 
@@ -68,10 +68,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from saphnet.export import export_onnx
+    from saphnet.files import atomic_output, sha256_file
     from saphnet.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from saphnet.runtime.torch_backend import load_model
-
-    from saphnet.files import atomic_output, sha256_file
     from saphnet.weights import default_weights
 
     weights = args.weights or default_weights()

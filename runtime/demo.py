@@ -194,7 +194,9 @@ def run_demo(folder: Path, weights: Path | None = None, force: bool = False) -> 
     trt_version = _tensorrt_available()
     names = [ONNX_NAME, IMAGE_NAME, *REPORTS]
     if trt_version:
-        names += ["saphnet-fp32.engine", "saphnet-fp16.engine", "saphnet-fp16.onnx"]
+        names += ["saphnet-fp32.engine", "saphnet-fp16.engine"]
+        if int(trt_version.split(".")[0]) >= 11:  # FP16 comes from an FP16 export there
+            names.append("saphnet-fp16.onnx")
     for name in names:  # fail before any work, not after a minute of it
         check_writable(folder / name, force)
         if name.endswith(".engine"):

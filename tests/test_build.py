@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from saphnet.runtime.engine_build import OnnxSummary, _precision_mode, default_profile, inspect_onnx
-from saphnet.runtime.profiles import parse_profile
 
 from saphnet.cli import main
 from saphnet.errors import SaphnetError
+from saphnet.runtime.engine_build import OnnxSummary, _precision_mode, default_profile, inspect_onnx
+from saphnet.runtime.profiles import parse_profile
 
 HAS_TRT = (
     importlib.util.find_spec("tensorrt") is not None
@@ -160,13 +160,13 @@ def test_build_cli_rejects_bad_shapes_before_building(
 def test_build_and_run_engine(tmp_path: Path, tiny_config, precision: str) -> None:
     """Export a tiny network, build an engine, load it, compare with PyTorch."""
     import torch
+
     from saphnet.export import export_onnx
+    from saphnet.model import SAPHNet
     from saphnet.runtime.engine_build import BuildOptions, build_engine
     from saphnet.runtime.sidecar import read_sidecar
     from saphnet.runtime.tensorrt_backend import TensorRTBackend
     from saphnet.runtime.trt_env import has_fp16_flag, import_tensorrt
-
-    from saphnet.model import SAPHNet
 
     model = SAPHNet(tiny_config).eval()
     onnx_precision = (

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from saphnet.runtime.compare import DEFAULT_THRESHOLDS, Thresholds, compare_models
 
 from saphnet.cli import main
 from saphnet.model import SAPHNet, SAPHNetConfig
+from saphnet.runtime.compare import DEFAULT_THRESHOLDS, Thresholds, compare_models
 
 
 @pytest.fixture(scope="module")

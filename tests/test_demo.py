@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from saphnet.runtime.demo import SAMPLE_BLUR
 
 from saphnet.cli import main
 from saphnet.model import SAPHNet, SAPHNetConfig
+from saphnet.runtime.demo import SAMPLE_BLUR
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 

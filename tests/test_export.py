@@ -15,13 +15,13 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
+
+from saphnet.cli import main
+from saphnet.errors import SaphnetError
 from saphnet.export import export_onnx, read_metadata
 from saphnet.export.op_forms import apply_op_form
 from saphnet.export.pdf_function import ATTRIBUTES, pdf_function
 from saphnet.export.reference_weights import RANDOM_WEIGHTS, random_model
-
-from saphnet.cli import main
-from saphnet.errors import SaphnetError
 from saphnet.model import SAPHNet
 from saphnet.ops import pdf_conv_reference
 

@@ -11,11 +11,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from saphnet.runtime.backend import Backend
-from saphnet.runtime.onnxruntime_backend import OnnxRuntimeBackend, provider_chain
 
 from saphnet.errors import SaphnetError
 from saphnet.model import SAPHNet
+from saphnet.runtime.backend import Backend
+from saphnet.runtime.onnxruntime_backend import OnnxRuntimeBackend, provider_chain
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
 HAS_TRT_EP = "TensorrtExecutionProvider" in ort.get_available_providers()

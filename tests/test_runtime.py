@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from saphnet.errors import SaphnetError
+from saphnet.model import SAPHNet, SAPHNetConfig
 from saphnet.runtime.api import AUTO_ORDER, _auto_for_weights, deblur, open_backend
 from saphnet.runtime.backend import Backend
 from saphnet.runtime.sidecar import (
@@ -25,9 +28,6 @@ from saphnet.runtime.sidecar import (
 )
 from saphnet.runtime.torch_backend import TorchBackend
 from saphnet.runtime.trt_env import TensorRTMissingError, resolve_plugin
-
-from saphnet.errors import SaphnetError
-from saphnet.model import SAPHNet, SAPHNetConfig
 
 HAS_TRT = (
     importlib.util.find_spec("tensorrt") is not None

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from saphnet.errors import SaphnetError
 from saphnet.runtime import tensorrt_backend
 from saphnet.runtime.profiles import Profile
 from saphnet.runtime.sidecar import EngineMismatchError, Sidecar, write_sidecar
-
-from saphnet.errors import SaphnetError
 
 PROFILE = [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 128, 128)]
 

@@ -135,7 +135,6 @@ def test_engine_round_trip_matches_reference(creator, dtype):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_from_custom_op_onnx_matches_pytorch(creator, tmp_path, precision):
     from saphnet.export import export_onnx
-
     from saphnet.model import SAPHNet, SAPHNetConfig
 
     config = SAPHNetConfig(

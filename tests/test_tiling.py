@@ -6,6 +6,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+
+from saphnet.errors import SaphnetError
 from saphnet.runtime.tiling import (
     axis_starts,
     axis_weights,
@@ -14,8 +16,6 @@ from saphnet.runtime.tiling import (
     pad_to_multiple,
     plan_tiles,
 )
-
-from saphnet.errors import SaphnetError
 
 
 def identity(batch: np.ndarray) -> np.ndarray:

@@ -153,3 +153,35 @@ def test_train_cli_runs_and_refuses_to_clobber(tmp_path, capsys) -> None:
     resumed[resumed.index("--iterations") + 1] = "3"
     assert main(resumed) == 0
     assert "iteration 3" in capsys.readouterr().out
+
+
+def test_train_cli_fine_tunes_from_weights(tmp_path, tiny_config: SAPHNetConfig) -> None:
+    start = tmp_path / "start.safetensors"
+    SAPHNet(tiny_config).save(start)
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--synthetic",
+        "--init",
+        str(start),
+        "--iterations",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop",
+        "32",
+        "--val-count",
+        "1",
+        "--val-crop",
+        "32",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    tuned = SAPHNet.load(out / LATEST)
+    assert tuned.config == tiny_config
+    before = SAPHNet.load(start).state_dict()
+    after = tuned.state_dict()
+    # one small Adam step: every tensor moved by at most about the learning rate
+    assert max(float((after[k] - before[k]).abs().max()) for k in before) <= 2e-4
+    assert main([*argv, "--resume"]) == 2

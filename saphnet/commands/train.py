@@ -48,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="start over in a run folder that has a checkpoint"
     )
     p.add_argument("--export", help="also write the final weights here (.safetensors)")
+    p.add_argument(
+        "--init",
+        help="start from these SAPHNet weights (fine-tuning; the network comes from the file)",
+    )
     net = p.add_argument_group("network")
     net.add_argument(
         "--preset",
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.datasets import PairedFolderDataset, heldout_dataset, training_dataset
     from ..errors import SaphnetError
     from ..files import check_writable
+    from ..model import read_config
     from ..train.presets import PRESETS
     from ..train.settings import TrainSettings
     from ..train.trainer import CHECKPOINT, Trainer, pick_device
@@ -110,8 +115,11 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.no_offsets:
         overrides["use_offsets"] = False
+    if args.init and args.resume:
+        raise SaphnetError("--init and --resume exclude each other; --resume continues a run")
     try:
-        config = dataclasses.replace(PRESETS[args.preset], **overrides)
+        base = read_config(args.init) if args.init else PRESETS[args.preset]
+        config = dataclasses.replace(base, **overrides)
         settings = TrainSettings(
             iterations=args.iterations,
             batch_size=args.batch_size,
@@ -152,11 +160,14 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config, settings, train_set, val_set, out, pick_device(args.device))
     if args.resume:
         trainer.load_checkpoint(checkpoint)
-    elif args.force:
-        (out / "history.jsonl").unlink(missing_ok=True)
+    else:
+        if args.force:
+            (out / "history.jsonl").unlink(missing_ok=True)
+        if args.init:
+            trainer.init_weights(args.init)
     log.info(
         "training %s on %s (%s), %d parameters, to iteration %d",
-        args.preset,
+        args.init or args.preset,
         trainer.device,
         "synthetic builtin photos" if args.synthetic else args.data,
         sum(p.numel() for p in trainer.model.parameters()),

@@ -181,6 +181,12 @@ class Trainer:
         self.elapsed_s = float(state["elapsed_s"])
         log.info("resumed %s at iteration %d", path, self.iteration)
 
+    def init_weights(self, path: str | os.PathLike[str]) -> None:
+        """Start from trained weights (fine-tuning): the network's tensors only, with a
+        fresh optimizer and schedule."""
+        self.model.load_state_dict(SAPHNet.load(path, self.config).state_dict())
+        log.info("initialised from %s", path)
+
     # -- one step, validation ------------------------------------------------------
 
     def step(self, blurred: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
