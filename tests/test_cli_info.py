@@ -26,3 +26,11 @@ def test_info_bad_weights_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("saphnet info: error:") and "not a safetensors file" in err
     assert "\n" not in err
+
+
+def test_info_paper_config_counts_the_full_network(capsys):
+    assert main(["info", "--paper", "--size", "32x32", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["weights"] == "None"
+    assert report["config"]["widths"] == [32, 64, 128]
+    assert report["parameters"] == sum(p.numel() for p in SAPHNet().parameters())

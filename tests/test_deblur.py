@@ -7,31 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from saphnet.cli import main
-from saphnet.model import SAPHNet
 
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from saphnet.model import SAPHNetConfig
-
-    torch.manual_seed(0)
-    config = SAPHNetConfig(
-        widths=(8, 16, 32),
-        plain_resblocks=1,
-        encoder_resblocks=1,
-        decoder_resblocks=1,
-        attention_maps=4,
-        pdf_kernel=3,
-    )
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    SAPHNet(config).save(path)
-    return path
+@pytest.fixture
+def weights(tiny_weights: Path) -> Path:
+    """The tiny network shared by the suite (tests/conftest.py)."""
+    return tiny_weights
 
 
 def _deblur(weights: Path, *args: str) -> int:

@@ -8,30 +8,18 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from saphnet.cli import main
-from saphnet.model import SAPHNet, SAPHNetConfig
 from saphnet.runtime.demo import SAMPLE_BLUR
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = SAPHNetConfig(
-        widths=(8, 16, 32),
-        plain_resblocks=1,
-        encoder_resblocks=1,
-        decoder_resblocks=1,
-        attention_maps=4,
-        pdf_kernel=3,
-    )
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    SAPHNet(config).save(path)
-    return path
+@pytest.fixture
+def weights(tiny_weights: Path) -> Path:
+    """The tiny network shared by the suite (tests/conftest.py)."""
+    return tiny_weights
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from saphnet.errors import SaphnetError
-from saphnet.model import SAPHNet, SAPHNetConfig
+from saphnet.model import SAPHNet
 from saphnet.runtime.api import AUTO_ORDER, _auto_for_weights, deblur, open_backend
 from saphnet.runtime.backend import Backend
 from saphnet.runtime.sidecar import (
@@ -54,14 +54,6 @@ SIDECAR = Sidecar(
     engine_sha256="e" * 64,
     plugin_sha256="p" * 64,
     plugin_file="libsaphnet_plugins.so",
-)
-TINY = SAPHNetConfig(
-    widths=(8, 16, 32),
-    plain_resblocks=1,
-    encoder_resblocks=1,
-    decoder_resblocks=1,
-    attention_maps=4,
-    pdf_kernel=3,
 )
 HERE = Environment("10.3.0", "Orin", "8.7", "p" * 64)
 
@@ -138,9 +130,8 @@ def test_missing_plugin_library_message(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> SAPHNet:
-    torch.manual_seed(0)
-    return SAPHNet(TINY).eval()
+def tiny_model(tiny_weights: Path) -> SAPHNet:
+    return SAPHNet.load(tiny_weights)
 
 
 def test_torch_backend_matches_the_model(tiny_model: SAPHNet) -> None:

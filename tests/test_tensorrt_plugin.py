@@ -133,20 +133,11 @@ def test_engine_round_trip_matches_reference(creator, dtype):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_engine_from_custom_op_onnx_matches_pytorch(creator, tmp_path, precision):
+def test_engine_from_custom_op_onnx_matches_pytorch(creator, tmp_path, precision, tiny_weights):
     from saphnet.export import export_onnx
-    from saphnet.model import SAPHNet, SAPHNetConfig
+    from saphnet.model import SAPHNet
 
-    config = SAPHNetConfig(
-        widths=(8, 16, 32),
-        plain_resblocks=1,
-        encoder_resblocks=1,
-        decoder_resblocks=1,
-        attention_maps=4,
-        pdf_kernel=3,
-    )
-    torch.manual_seed(0)
-    model = SAPHNet(config).eval()
+    model = SAPHNet.load(tiny_weights)
     path = tmp_path / f"tiny_{precision}.onnx"
     export_onnx(model, path, pdf_op="custom", precision=precision, opset=19)
 

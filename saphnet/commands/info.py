@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameters, MACs and the PDF share of a network")
-    p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
+    which.add_argument(
+        "--paper", action="store_true", help="the paper's full-size default config instead"
+    )
     p.add_argument("--size", type=parse_size, default=(720, 1280), help="HxW (default 720x1280)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -26,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model.complexity import measure
     from ..weights import default_weights
 
-    weights = args.weights or default_weights()
+    weights = None if args.paper else (args.weights or default_weights())
     config = read_config(weights) if weights else SAPHNetConfig()
     h, w = args.size
     c = measure(config, h, w)
