@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._args import parse_size
+from ._args import int_at_least, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,6 @@ def _list(choices: tuple[str, ...]):
 
 def _sizes(text: str) -> list[tuple[int, int]]:
     return [parse_size(t) for t in text.split(",") if t.strip()]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,8 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="comma list of HxW (default 256x256,720x1280)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--warmup", type=_positive, default=3, help="untimed calls per case (default 3)")
-    p.add_argument("--iters", type=_positive, default=20, help="timed calls per case (default 20)")
+    p.add_argument(
+        "--warmup", type=int_at_least(1), default=3, help="untimed calls per case (default 3)"
+    )
+    p.add_argument(
+        "--iters", type=int_at_least(1), default=20, help="timed calls per case (default 20)"
+    )
     p.add_argument(
         "--weights",
         type=Path,

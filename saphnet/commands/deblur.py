@@ -8,17 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
+from ._args import int_at_least
+
 log = logging.getLogger(__name__)
 
 MAX_EXIT = 125
 """Exit statuses above 125 mean "killed by a signal" to shells."""
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,14 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tile",
-        type=_non_negative,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="tile size in pixels, a multiple of 16 (0: only when needed)",
     )
     p.add_argument(
         "--tile-overlap",
-        type=_non_negative,
+        type=int_at_least(0),
         default=64,
         metavar="N",
         help="overlap of neighbouring tiles (default 64)",
