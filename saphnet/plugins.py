@@ -284,6 +284,37 @@ def _check_inputs(
     return ho, wo
 
 
+def _plan(
+    x: Any,
+    offset: Any,
+    mask: Any,
+    weight: Any,
+    bias: Any | None,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair,
+) -> tuple[PdfConvParams, int, int]:
+    """The C API's parameters and the checked output size of one call.
+
+    Reads only ``.shape`` and ``.dtype``, so numpy arrays (host) and torch tensors
+    (CUDA) share one set of checks.
+    """
+    if weight.dtype != x.dtype:
+        raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
+    params = make_params(
+        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
+    )
+    ho, wo = _check_inputs(
+        params,
+        x.shape,
+        offset.shape,
+        mask.shape,
+        weight.shape,
+        None if bias is None else bias.shape,
+    )
+    return params, ho, wo
+
+
 def host_forward(
     x: np.ndarray,
     offset: np.ndarray,
@@ -303,21 +334,9 @@ def host_forward(
     """
     arrays = [np.ascontiguousarray(a) for a in (x, offset, mask, weight)]
     x, offset, mask, weight = arrays
-    if weight.dtype != x.dtype:
-        raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
     if bias is not None:
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
-    params = make_params(
-        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
-    )
-    ho, wo = _check_inputs(
-        params,
-        x.shape,
-        offset.shape,
-        mask.shape,
-        weight.shape,
-        None if bias is None else bias.shape,
-    )
+    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation)
     y = np.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype)
     status = load_library().pdfconv_forward_host(
         ctypes.byref(params),
@@ -357,22 +376,10 @@ def cuda_forward(
     for name, t in tensors.items():
         if t.device != x.device or t.device.type != "cuda":
             raise SaphnetError(f"{name} is on {t.device}; every tensor must be on x's CUDA device")
-    if weight.dtype != x.dtype:
-        raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
     x, offset, mask, weight = (t.contiguous() for t in (x, offset, mask, weight))
     if bias is not None:
         bias = bias.to(device=x.device, dtype=x.dtype).contiguous()
-    params = make_params(
-        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
-    )
-    ho, wo = _check_inputs(
-        params,
-        x.shape,
-        offset.shape,
-        mask.shape,
-        weight.shape,
-        None if bias is None else bias.shape,
-    )
+    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation)
     lib = load_library()
     workspace_bytes = ctypes.c_size_t()
     _check(

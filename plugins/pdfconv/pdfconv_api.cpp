@@ -129,6 +129,13 @@ int32_t resolveAlgo(PdfConvParams const& p, int32_t requested, int32_t& algo, st
     return PDFCONV_SUCCESS;
 }
 
+int32_t planForward(PdfConvParams const& p, int32_t requested, int32_t& outHeight, int32_t& outWidth,
+    int32_t& algo, std::string& message)
+{
+    int32_t const status = checkParams(p, outHeight, outWidth, message);
+    return status == PDFCONV_SUCCESS ? resolveAlgo(p, requested, algo, message) : status;
+}
+
 std::size_t packedWeightBytes(PdfConvParams const& p)
 {
     // float16 [tap][C_out padded to the M tile][C_in padded to the K tile]
@@ -214,11 +221,7 @@ int32_t pdfconv_workspace_size(PdfConvParams const* params, int32_t algo, size_t
         int32_t outHeight = 0;
         int32_t outWidth = 0;
         int32_t resolved = 0;
-        int32_t status = checkParams(*params, outHeight, outWidth, message);
-        if (status == PDFCONV_SUCCESS)
-        {
-            status = resolveAlgo(*params, algo, resolved, message);
-        }
+        int32_t status = planForward(*params, algo, outHeight, outWidth, resolved, message);
         if (status != PDFCONV_SUCCESS)
         {
             return fail(status, message);
@@ -275,11 +278,7 @@ int32_t pdfconv_forward_cuda(PdfConvParams const* params, int32_t algo, void con
         int32_t outHeight = 0;
         int32_t outWidth = 0;
         int32_t resolved = 0;
-        int32_t status = checkParams(*params, outHeight, outWidth, message);
-        if (status == PDFCONV_SUCCESS)
-        {
-            status = resolveAlgo(*params, algo, resolved, message);
-        }
+        int32_t status = planForward(*params, algo, outHeight, outWidth, resolved, message);
         if (status != PDFCONV_SUCCESS)
         {
             return fail(status, message);

@@ -23,6 +23,10 @@ int32_t checkParams(PdfConvParams const& params, int32_t& outHeight, int32_t& ou
 //! The algorithm that runs for a requested one (AUTO resolved), or a status with the reason.
 int32_t resolveAlgo(PdfConvParams const& params, int32_t requested, int32_t& algo, std::string& message);
 
+//! checkParams then resolveAlgo: what every forward and workspace query needs first.
+int32_t planForward(PdfConvParams const& params, int32_t requested, int32_t& outHeight, int32_t& outWidth,
+    int32_t& algo, std::string& message);
+
 //! Bytes of the fused kernel's repacked float16 weights (a multiple of 256).
 std::size_t packedWeightBytes(PdfConvParams const& params);
 

@@ -616,11 +616,7 @@ int32_t PDFConvPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDe
         int32_t outHeight = 0;
         int32_t outWidth = 0;
         int32_t algo = PDFCONV_ALGO_DIRECT;
-        int32_t status = checkParams(params, outHeight, outWidth, message);
-        if (status == PDFCONV_SUCCESS)
-        {
-            status = resolveAlgo(params, PDFCONV_ALGO_AUTO, algo, message);
-        }
+        int32_t status = planForward(params, PDFCONV_ALGO_AUTO, outHeight, outWidth, algo, message);
         if (status == PDFCONV_SUCCESS)
         {
             status = forwardCuda(params, outHeight, outWidth, algo, inputs[kX], inputs[kOffset], inputs[kMask],
