@@ -45,6 +45,10 @@ def _settings(**kw) -> TrainSettings:
     return TrainSettings(**{**base, **kw})
 
 
+# One 32x32 crop per step and one validation crop: the smallest run that exercises it all.
+TINY_RUN = ["--batch-size", "1", "--crop", "32", "--val-count", "1", "--val-crop", "32"]
+
+
 def test_a_few_steps_lower_the_loss(tmp_path, tiny_config: SAPHNetConfig) -> None:
     blurred, sharp = _data()[0]
     batch = to_tensor([blurred, blurred]), to_tensor([sharp, sharp])
@@ -129,14 +133,7 @@ def test_train_cli_runs_and_refuses_to_clobber(tmp_path, capsys) -> None:
         "8,16,32",
         "--iterations",
         "2",
-        "--batch-size",
-        "1",
-        "--crop",
-        "32",
-        "--val-count",
-        "1",
-        "--val-crop",
-        "32",
+        *TINY_RUN,
         "--threads",
         "1",
         "--out",
@@ -166,14 +163,7 @@ def test_train_cli_fine_tunes_from_weights(tmp_path, tiny_config: SAPHNetConfig)
         str(start),
         "--iterations",
         "1",
-        "--batch-size",
-        "1",
-        "--crop",
-        "32",
-        "--val-count",
-        "1",
-        "--val-crop",
-        "32",
+        *TINY_RUN,
         "--out",
         str(out),
     ]
