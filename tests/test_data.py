@@ -98,6 +98,35 @@ def test_synthetic_dataset_is_deterministic_under_a_seed() -> None:
     assert not np.array_equal(a[0][0], a[1][0])
 
 
+def _bands() -> np.ndarray:
+    """Channel 0 flat 0.2, channel 1 flat 0.6, channel 2 one-pixel 0/1 stripes."""
+    bands = np.zeros((120, 120, 3), np.float32)
+    bands[:, :, 0], bands[:, :, 1] = 0.2, 0.6
+    bands[:, :, 2] = np.tile([0.0, 1.0], 60)[None, :]
+    return bands
+
+
+def test_augmented_crops_are_deterministic_shrunk_and_recoloured() -> None:
+    kw = dict(crop=32, seed=3, shuffle_channels=True, flips=False)
+    a = SyntheticBlurDataset([_bands()], min_scale=0.5, **kw)
+    b = SyntheticBlurDataset([_bands()], min_scale=0.5, **kw)
+    full = SyntheticBlurDataset([_bands()], min_scale=1.0, **kw)
+    flat_channels, stripe_range, full_range = set(), [], []
+    for i in range(12):
+        (ba, sa), (bb, sb) = a[i], b[i]
+        assert ba.shape == sa.shape == (32, 32, 3) and sa.dtype == np.float32
+        assert np.array_equal(ba, bb) and np.array_equal(sa, sb)
+        spread = np.ptp(sa.reshape(-1, 3), axis=0)
+        flat_channels.add(int(np.argmin(np.abs(sa.reshape(-1, 3).mean(axis=0) - 0.2))))
+        stripe_range.append(spread.max())
+        full_range.append(np.ptp(full[i][1]))
+    assert len(flat_channels) > 1  # the channels really are reordered
+    assert np.all(np.array(full_range) == 1.0)  # unshrunk crops keep the 0/1 stripes
+    assert np.mean(stripe_range) < 0.9  # shrinking averages neighbouring stripes
+    with pytest.raises(SaphnetError, match="min_scale"):
+        SyntheticBlurDataset([_bands()], crop=32, min_scale=0.0)
+
+
 def _write_gopro(root, count: int = 2, size: tuple[int, int] = (40, 48)) -> None:
     g = np.random.default_rng(0)
     for seq in ("GOPR0001_00", "GOPR0002_00"):

@@ -16,11 +16,6 @@ from saphnet.train.evaluate import evaluate
 from saphnet.train.metrics import batch_psnr, psnr, ssim
 
 
-class _Identity(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
 def _image(seed: int = 0, shape: tuple[int, int] = (32, 40)) -> np.ndarray:
     return (0.1 + 0.7 * np.random.default_rng(seed).random((*shape, 3))).astype(np.float32)
 
@@ -44,7 +39,7 @@ def test_ssim_is_one_for_equal_images_and_lower_otherwise() -> None:
 
 def test_evaluate_scores_output_and_input() -> None:
     sharp = _image()
-    report = evaluate(_Identity(), [("a", sharp + 0.01, sharp), ("b", sharp + 0.1, sharp)])
+    report = evaluate(lambda b: b, [("a", sharp + 0.01, sharp), ("b", sharp + 0.1, sharp)])
     a, b = report.scores
     assert a.psnr == pytest.approx(40.0, abs=1e-3) and a.input_psnr == pytest.approx(a.psnr)
     assert b.psnr == pytest.approx(20.0, abs=1e-3)
@@ -54,12 +49,17 @@ def test_evaluate_scores_output_and_input() -> None:
     assert "mean" in report.table().splitlines()[-1]
 
 
-def test_eval_cli_on_a_gopro_folder(tmp_path, tiny_config, capsys) -> None:
+def _gopro_folder(root, blur_offset: int = 0) -> None:
     sharp = (_image(shape=(32, 48)) * 255).round().astype(np.uint8)
     for seq in ("s1", "s2"):
         for kind in ("blur", "sharp"):
-            (tmp_path / "data" / seq / kind).mkdir(parents=True)
-            Image.fromarray(sharp).save(tmp_path / "data" / seq / kind / "0001.png")
+            (root / "data" / seq / kind).mkdir(parents=True)
+            image = sharp + np.uint8(blur_offset) if kind == "blur" else sharp
+            Image.fromarray(image).save(root / "data" / seq / kind / "0001.png")
+
+
+def test_eval_cli_on_a_gopro_folder(tmp_path, tiny_config, capsys) -> None:
+    _gopro_folder(tmp_path)
     weights = tmp_path / "w.safetensors"
     SAPHNet(tiny_config).save(weights)
     out = tmp_path / "scores.json"
@@ -81,3 +81,23 @@ def test_eval_cli_without_pairs_fails_in_one_line(tmp_path, tiny_config, capsys)
     assert main(["eval", "--data", str(tmp_path), "--weights", str(weights)]) == 2
     err = capsys.readouterr().err
     assert "GoPro" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_cli_scores_an_onnx_file_like_its_weights(
+    tmp_path, tiny_weights, tiny_onnx, capsys
+) -> None:
+    """The deployed file is scored through ONNX Runtime and agrees with PyTorch."""
+    _gopro_folder(tmp_path, blur_offset=12)
+    data = str(tmp_path / "data")
+    scores = {}
+    for name, source in (
+        ("torch", ["--weights", str(tiny_weights)]),
+        ("ort", ["--model", str(tiny_onnx)]),
+    ):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--data", data, *source, "--json", str(out)]) == 0
+        scores[name] = json.loads(out.read_text())
+    assert "onnxruntime" in scores["ort"]["model"] and "torch" in scores["torch"]["model"]
+    assert np.isfinite(scores["ort"]["mean"]["psnr"])
+    assert scores["ort"]["mean"]["psnr"] == pytest.approx(scores["torch"]["mean"]["psnr"], abs=1e-3)
+    assert "s1/0001.png" in capsys.readouterr().out

@@ -52,8 +52,8 @@ TINY_RUN = ["--batch-size", "1", "--crop", "32", "--val-count", "1", "--val-crop
 def test_a_few_steps_lower_the_loss(tmp_path, tiny_config: SAPHNetConfig) -> None:
     blurred, sharp = _data()[0]
     batch = to_tensor([blurred, blurred]), to_tensor([sharp, sharp])
-    trainer = Trainer(tiny_config, _settings(iterations=20, lr=5e-3), _data(), None, tmp_path, CPU)
-    losses = [trainer.step(*batch)[0] for _ in range(20)]
+    trainer = Trainer(tiny_config, _settings(iterations=40, lr=5e-3), _data(), None, tmp_path, CPU)
+    losses = [trainer.step(*batch)[0] for _ in range(40)]  # from identity: the blurred loss
     assert np.mean(losses[-3:]) < 0.9 * losses[0]
 
 
@@ -175,3 +175,15 @@ def test_train_cli_fine_tunes_from_weights(tmp_path, tiny_config: SAPHNetConfig)
     # one small Adam step: every tensor moved by at most about the learning rate
     assert max(float((after[k] - before[k]).abs().max()) for k in before) <= 2e-4
     assert main([*argv, "--resume"]) == 2
+
+
+@pytest.mark.parametrize("identity_start", [True, False])
+def test_untrained_network_starts_at_identity(tmp_path, tiny_config, identity_start) -> None:
+    trainer = Trainer(
+        tiny_config, _settings(identity_start=identity_start), _data(), None, tmp_path, CPU
+    )
+    blurred = to_tensor([_data()[0][0]])
+    trainer.model.train()  # no clamp: the residual path alone
+    with torch.no_grad():
+        same = torch.equal(trainer.model(blurred), blurred)
+    assert same is identity_start

@@ -25,10 +25,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--count", type=int, default=16, help="--heldout: number of blurred images")
     p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
+    p.add_argument(
+        "--model", help=".onnx or .engine file to score instead of the weights (what you deploy)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        help="runner (default: torch for weights, auto for --model)",
+    )
+    p.add_argument(
+        "--precision", choices=("fp32", "fp16"), default="fp32", help="for weights run by torch"
+    )
+    p.add_argument("--plugins", help="saphnet plugin library (default: the installed one)")
     p.add_argument("--json", help="also write the scores as JSON to this file")
     p.add_argument("--force", action="store_true", help="overwrite the JSON file")
     p.add_argument("--limit", type=int, help="score only the first N pairs")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run)
 
 
@@ -38,13 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.datasets import PairedFolderDataset, heldout_dataset
     from ..errors import SaphnetError
     from ..files import atomic_output, check_writable
-    from ..model import SAPHNet
+    from ..runtime.api import deblur, open_backend
     from ..train.evaluate import evaluate
-    from ..train.trainer import pick_device
     from ..weights import default_weights
 
-    weights = args.weights or default_weights()
-    if weights is None:
+    weights = None if args.model else args.weights or default_weights()
+    if weights is None and not args.model:
         raise SaphnetError("no shipped weights in this install; pass --weights FILE")
     if args.json:
         check_writable(args.json, args.force)
@@ -55,12 +66,18 @@ def run(args: argparse.Namespace) -> int:
         data = PairedFolderDataset(args.data, crop=None)
         names = [pair.name for pair in data.pairs]
     count = min(len(data), args.limit) if args.limit else len(data)
-    device = pick_device(args.device)
-    model = SAPHNet.load(weights).to(device)
+    kind = args.backend or ("auto" if args.model else "torch")
+    backend = open_backend(kind, args.model, weights, args.precision, args.device, args.plugins)
+    label = f"{args.model or weights} ({backend.name}, {backend.precision})"
     pairs = ((names[i], *data[i]) for i in range(count))
-    report = evaluate(
-        model, tqdm(pairs, total=count, desc="eval", unit="img"), device, str(weights)
-    )
+    try:
+        report = evaluate(
+            lambda blurred: deblur(backend, blurred),
+            tqdm(pairs, total=count, desc="eval", unit="img"),
+            label,
+        )
+    finally:
+        backend.close()
     print(report.table())
     if args.json:
         with atomic_output(args.json, force=args.force) as tmp:

@@ -78,6 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--min-lr", type=float, default=d.min_lr, help="cosine schedule: final lr")
     opt.add_argument("--loss", choices=("l1", "mse", "charbonnier"), default=d.loss)
     opt.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    opt.add_argument(
+        "--random-heads",
+        action="store_true",
+        help="keep the decoders' random last convs (default: zeroed, the net starts as identity)",
+    )
     opt.add_argument("--val-every", type=int, default=d.val_every)
     opt.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     opt.add_argument("--seed", type=int, default=d.seed)
@@ -136,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             amp=not args.no_amp,
             workers=args.workers,
+            identity_start=not args.random_heads,
         )
     except ValueError as exc:
         raise SaphnetError(f"{exc}; fix the option") from None

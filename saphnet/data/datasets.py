@@ -39,8 +39,13 @@ BUILTIN_TRAIN = (
     "brick",
     "grass",
     "gravel",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
 )
 BUILTIN_HELDOUT = ("chelsea", "coffee")
+# Augmentation of sharp photos blurred for training (see SyntheticBlurDataset).
+TRAIN_AUGMENT = {"min_scale": 0.75, "shuffle_channels": True}
 
 
 def to_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -124,6 +129,17 @@ def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
 
 
+def _shrink(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a square (S, S, 3) image to (size, size, 3) with Pillow's antialiased
+    bicubic filter (8-bit, as the photos are); as is if S == size."""
+    if image.shape[0] == size:
+        return image
+    from PIL import Image
+
+    pixels = Image.fromarray(np.round(image * 255.0).astype(np.uint8))
+    return np.asarray(pixels.resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255.0
+
+
 class SyntheticBlurDataset:
     """Sharp images blurred on the fly with random spatially varying motion blur.
 
@@ -132,6 +148,12 @@ class SyntheticBlurDataset:
     random flips; with ``crop=None`` it is the whole image ``i % len(images)``.
     ``length`` is the number of items (the trainer indexes far beyond any epoch, so
     it only matters for validation sets and ``len``).
+
+    ``min_scale`` < 1 and ``shuffle_channels`` stretch a small photo collection: each
+    crop is cut from the photo shrunk by a random factor in [min_scale, 1] (new
+    texture scales, and detail sharper than the photo's own softness) and has its
+    colour channels in a random order (new colours; motion blur is the same in every
+    channel).
     """
 
     def __init__(
@@ -142,7 +164,11 @@ class SyntheticBlurDataset:
         settings: BlurSettings | None = None,
         flips: bool = True,
         length: int | None = None,
+        min_scale: float = 1.0,
+        shuffle_channels: bool = False,
     ) -> None:
+        if not 0 < min_scale <= 1:
+            raise SaphnetError(f"min_scale must be in (0, 1], got {min_scale}")
         if len(images) == 0:
             raise SaphnetError("no sharp images to blur; give a folder holding image files")
         self.images = list(images)
@@ -151,6 +177,8 @@ class SyntheticBlurDataset:
         self.settings = settings or BlurSettings()
         self.flips = flips
         self.length = length if length is not None else len(self.images)
+        self.min_scale = min_scale
+        self.shuffle_channels = shuffle_channels
 
     def __len__(self) -> int:
         return self.length
@@ -168,9 +196,13 @@ class SyntheticBlurDataset:
         sharp = self._image(int(rng.integers(len(self.images))))
         margin = self.settings.margin
         window = self.crop + 2 * margin
-        sharp = _pad_to(sharp, window)
-        y, x = _crop_box(rng, sharp.shape[0], sharp.shape[1], window)
-        region = sharp[y : y + window, x : x + window]
+        scale = rng.uniform(self.min_scale, 1.0) if self.min_scale < 1 else 1.0
+        source = int(np.ceil(window / scale))  # the photo's pixels that shrink to the window
+        sharp = _pad_to(sharp, source)
+        y, x = _crop_box(rng, sharp.shape[0], sharp.shape[1], source)
+        region = _shrink(sharp[y : y + source, x : x + source], window)
+        if self.shuffle_channels:
+            region = region[:, :, rng.permutation(3)]
         blurred = synthesize(rng, region, self.settings)
         inner = (slice(margin, margin + self.crop), slice(margin, margin + self.crop))
         pair = (blurred[inner].astype(np.float32), region[inner].astype(np.float32))
@@ -259,7 +291,7 @@ def training_dataset(
     (blurred on the fly), or None for the builtin photos."""
     if data is None:
         return SyntheticBlurDataset(
-            builtin_images(BUILTIN_TRAIN), crop, seed, settings, length=10**9
+            builtin_images(BUILTIN_TRAIN), crop, seed, settings, length=10**9, **TRAIN_AUGMENT
         )
     root = Path(data)
     if not root.is_dir():
@@ -273,7 +305,7 @@ def training_dataset(
                 f"{root} holds neither GoPro-layout pairs (<seq>/blur, <seq>/sharp) nor "
                 "image files; give one of the two"
             ) from None
-        return SyntheticBlurDataset(files, crop, seed, settings, length=10**9)
+        return SyntheticBlurDataset(files, crop, seed, settings, length=10**9, **TRAIN_AUGMENT)
 
 
 def heldout_dataset(

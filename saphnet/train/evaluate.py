@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,7 +25,8 @@ class ImageScore:
 
 @dataclass(frozen=True)
 class EvalReport:
-    weights: str
+    model: str
+    """What was scored: the weights or model file and the backend that ran it."""
     scores: list[ImageScore]
 
     def mean(self, field: str) -> float:
@@ -35,7 +36,7 @@ class EvalReport:
         means = {f: self.mean(f) for f in ("psnr", "ssim", "input_psnr", "input_ssim")}
         means["psnr_gain"] = means["psnr"] - means["input_psnr"]
         return {
-            "weights": self.weights,
+            "model": self.model,
             "count": len(self.scores),
             "mean": means,
             "images": [asdict(s) for s in self.scores],
@@ -70,16 +71,16 @@ def deblur_array(model: torch.nn.Module, blurred: np.ndarray, device: torch.devi
 
 
 def evaluate(
-    model: torch.nn.Module,
+    deblur: Callable[[np.ndarray], np.ndarray],
     pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    device: torch.device | None = None,
-    weights: str = "",
+    label: str = "",
 ) -> EvalReport:
-    """Score ``model`` on (name, blurred, sharp) pairs of float (H, W, 3) images."""
-    device = device or torch.device("cpu")
+    """Score ``deblur`` (float (H, W, 3) in [0, 1] -> same) on (name, blurred, sharp)
+    pairs. Any runner fits: the PyTorch network (:func:`deblur_array`) or a deployed
+    ONNX file or engine, so the accuracy of what ships is measured, not assumed."""
     scores = []
     for name, blurred, sharp in pairs:
-        out = deblur_array(model, blurred, device)
+        out = deblur(blurred)
         scores.append(
             ImageScore(
                 name, psnr(out, sharp), ssim(out, sharp), psnr(blurred, sharp), ssim(blurred, sharp)
@@ -87,4 +88,4 @@ def evaluate(
         )
     if not scores:
         raise ValueError("evaluate: no pairs")
-    return EvalReport(weights, scores)
+    return EvalReport(label, scores)

@@ -32,6 +32,10 @@ class TrainSettings:
         seed: seeds the network's initialisation and every data item.
         amp: mixed precision (float16 autocast and loss scaling) on CUDA; ignored on CPU.
         workers: data-loader worker processes (0: synthesise in the training process).
+        identity_start: zero each decoder's last convolution before training, so the
+            untrained network returns its input and every step starts from "no
+            change" instead of undoing a random residual (see
+            :func:`saphnet.train.trainer.start_at_identity`).
     """
 
     iterations: int = 400_000
@@ -49,6 +53,7 @@ class TrainSettings:
     seed: int = 0
     amp: bool = True
     workers: int = 0
+    identity_start: bool = True
 
     def __post_init__(self) -> None:
         problems = []
