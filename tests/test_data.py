@@ -10,6 +10,7 @@ from saphnet.data.blur import (
     BlurSettings,
     convolve,
     linear_to_srgb,
+    random_psf,
     smooth_masks,
     srgb_to_linear,
     synthesize,
@@ -79,6 +80,18 @@ def test_synthesize_blurs_and_stays_in_range() -> None:
     assert blurred.min() >= 0 and blurred.max() <= 1
     # blur removes high frequencies: neighbouring pixels agree more
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.5 * np.abs(np.diff(sharp, axis=1)).mean()
+
+
+def test_short_psfs_stay_within_the_shortest_length() -> None:
+    settings = BlurSettings(short_prob=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        psf = random_psf(rng, settings)
+        ys, xs = np.nonzero(psf > 1e-9)
+        assert psf.min() >= 0 and psf.sum() == pytest.approx(1.0)
+        assert max(np.ptp(ys), np.ptp(xs)) <= settings.min_length + 2  # + bilinear splat
+    long = [random_psf(rng, BlurSettings()) for _ in range(20)]
+    assert max(max(k.shape) for k in long) > settings.min_length + 3
 
 
 def _photos() -> list[np.ndarray]:
@@ -162,6 +175,18 @@ def test_training_dataset_falls_back_to_sharp_folder(tmp_path) -> None:
     ds = training_dataset(tmp_path, crop=32, seed=0)
     assert isinstance(ds, SyntheticBlurDataset)
     assert ds[0][0].shape == (32, 32, 3)
+
+
+def test_builtin_photos_join_a_sharp_folder_but_not_pairs(tmp_path) -> None:
+    pytest.importorskip("skimage")
+    from saphnet.data.datasets import BUILTIN_TRAIN
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    ds = training_dataset(tmp_path, crop=32, seed=0, builtin=True)
+    assert len(ds.images) == len(BUILTIN_TRAIN) + 1 and ds.images[-1] == tmp_path / "a.png"
+    _write_gopro(tmp_path / "pairs")
+    with pytest.raises(SaphnetError, match="--synthetic"):
+        training_dataset(tmp_path / "pairs", crop=32, seed=0, builtin=True)
 
 
 def test_empty_data_folder_is_a_one_line_error(tmp_path) -> None:

@@ -150,6 +150,9 @@ def test_train_cli_runs_and_refuses_to_clobber(tmp_path, capsys) -> None:
     resumed[resumed.index("--iterations") + 1] = "3"
     assert main(resumed) == 0
     assert "iteration 3" in capsys.readouterr().out
+    no_data = [a for a in args if a != "--synthetic"]
+    assert main([*no_data[:-2], "--force"]) == 2
+    assert "--data DIR, --synthetic" in capsys.readouterr().err
 
 
 def test_train_cli_fine_tunes_from_weights(tmp_path, tiny_config: SAPHNetConfig) -> None:

@@ -28,14 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train SAPHNet (defaults: the paper's recipe)",
         description="Train SAPHNet. Data: --data DIR (GoPro-layout <seq>/blur, <seq>/sharp "
-        "pairs, or a folder of sharp images blurred on the fly) or --synthetic (photos "
-        "shipped by scikit-image and matplotlib, blurred on the fly). The run folder "
-        "holds a resumable checkpoint.pt, latest/best .safetensors and history.jsonl.",
+        "pairs, or a folder of sharp images blurred on the fly) and/or --synthetic (photos "
+        "shipped by scikit-image and matplotlib, blurred on the fly; with --data DIR of "
+        "sharp images, both sets). The run folder holds a resumable checkpoint.pt, "
+        "latest/best .safetensors and history.jsonl.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
-    src.add_argument(
-        "--synthetic", action="store_true", help="builtin sharp photos, synthetic blur"
+    p.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="builtin sharp photos, synthetic blur (added to --data's sharp images if given)",
     )
     p.add_argument(
         "--val-data", help="GoPro-layout validation folder (default: held-out synthetic set)"
@@ -155,9 +157,9 @@ def run(args: argparse.Namespace) -> int:
         raise SaphnetError(f"--resume: {checkpoint} does not exist; start without --resume")
     if args.export:
         check_writable(args.export, args.force)
-    train_set = training_dataset(
-        None if args.synthetic else args.data, settings.crop, settings.seed
-    )
+    if not (args.data or args.synthetic):
+        raise SaphnetError("no training data: give --data DIR, --synthetic, or both")
+    train_set = training_dataset(args.data, settings.crop, settings.seed, builtin=args.synthetic)
     val_set = (
         PairedFolderDataset(args.val_data, crop=None)
         if args.val_data
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "training %s on %s (%s), %d parameters, to iteration %d",
         args.init or args.preset,
         trainer.device,
-        "synthetic builtin photos" if args.synthetic else args.data,
+        " + ".join(filter(None, ["builtin photos" if args.synthetic else "", args.data])),
         sum(p.numel() for p in trainer.model.parameters()),
         settings.iterations,
     )

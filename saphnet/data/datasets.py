@@ -46,6 +46,8 @@ BUILTIN_TRAIN = (
 BUILTIN_HELDOUT = ("chelsea", "coffee")
 # Augmentation of sharp photos blurred for training (see SyntheticBlurDataset).
 TRAIN_AUGMENT = {"min_scale": 0.75, "shuffle_channels": True}
+# Training blur: the held-out set's ranges, plus one PSF in five nearly a point.
+TRAIN_BLUR = BlurSettings(short_prob=0.2)
 
 
 def to_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -158,7 +160,7 @@ class SyntheticBlurDataset:
 
     def __init__(
         self,
-        images: Sequence[np.ndarray] | Sequence[Path],
+        images: Sequence[np.ndarray | Path],
         crop: int | None = 256,
         seed: int = 0,
         settings: BlurSettings | None = None,
@@ -285,10 +287,16 @@ class PairedFolderDataset:
 
 
 def training_dataset(
-    data: str | os.PathLike[str] | None, crop: int, seed: int, settings: BlurSettings | None = None
+    data: str | os.PathLike[str] | None,
+    crop: int,
+    seed: int,
+    settings: BlurSettings | None = None,
+    builtin: bool = False,
 ) -> PairedFolderDataset | SyntheticBlurDataset:
     """The training set a user names: a GoPro-layout folder, a folder of sharp images
-    (blurred on the fly), or None for the builtin photos."""
+    (blurred on the fly), the builtin photos (``data`` None), or with ``builtin`` the
+    builtin photos plus a folder of sharp images."""
+    settings = settings or TRAIN_BLUR
     if data is None:
         return SyntheticBlurDataset(
             builtin_images(BUILTIN_TRAIN), crop, seed, settings, length=10**9, **TRAIN_AUGMENT
@@ -297,15 +305,26 @@ def training_dataset(
     if not root.is_dir():
         raise SaphnetError(f"data folder {root} does not exist; give a folder or use --synthetic")
     try:
-        return PairedFolderDataset(root, crop, seed)
+        pairs = PairedFolderDataset(root, crop, seed)
     except SaphnetError:
-        files = image_files(root)
-        if not files:
-            raise SaphnetError(
-                f"{root} holds neither GoPro-layout pairs (<seq>/blur, <seq>/sharp) nor "
-                "image files; give one of the two"
-            ) from None
-        return SyntheticBlurDataset(files, crop, seed, settings, length=10**9, **TRAIN_AUGMENT)
+        pairs = None
+    if pairs is not None and builtin:
+        raise SaphnetError(
+            f"{root} holds blurred/sharp pairs; the builtin photos (--synthetic) can only be "
+            "added to a folder of sharp images: drop --synthetic or --data"
+        )
+    if pairs is not None:
+        return pairs
+    files = image_files(root)
+    if not files:
+        raise SaphnetError(
+            f"{root} holds neither GoPro-layout pairs (<seq>/blur, <seq>/sharp) nor "
+            "image files; give one of the two"
+        )
+    images: list[np.ndarray | Path] = (
+        [*builtin_images(BUILTIN_TRAIN), *files] if builtin else [*files]
+    )
+    return SyntheticBlurDataset(images, crop, seed, settings, length=10**9, **TRAIN_AUGMENT)
 
 
 def heldout_dataset(
