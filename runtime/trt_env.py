@@ -87,20 +87,9 @@ def load_plugin(trt: ModuleType, path: Path) -> str:
     loads it), so it goes through ``IPluginRegistry.load_library`` rather than a bare
     ``ctypes.CDLL``; either way it happens before parsing or deserializing.
     """
-    from ..plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+    from ..plugins import register_tensorrt_plugin
 
-    registry = trt.get_plugin_registry()
-    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
-        if registry.load_library(str(path)) is None:
-            raise SaphnetError(
-                f"TensorRT cannot load plugin library {path}; rebuild it for this TensorRT with "
-                "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
-            )
-        if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
-            raise SaphnetError(
-                f"{path} holds no TensorRT plugin (built without TensorRT); rebuild it with "
-                "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
-            )
+    register_tensorrt_plugin(path, trt)
     log.info("registered TensorRT plugins from %s", path)
     return sha256_file(path)
 

@@ -26,6 +26,8 @@ import numpy as np
 from .errors import SaphnetError
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import torch
 
 log = logging.getLogger(__name__)
@@ -443,26 +445,29 @@ def register_torch_backend() -> bool:
     return True
 
 
-def register_tensorrt_plugin() -> Path:
+def register_tensorrt_plugin(
+    path: str | os.PathLike[str] | None = None, trt: ModuleType | None = None
+) -> Path:
     """Register the ``saphnet::PDFConv`` plugin creator with TensorRT's plugin registry.
 
     Uses ``IPluginRegistry.load_library`` (the library's ``getCreators`` entry point, as
     ``trtexec --dynamicPlugins``); call it before parsing ONNX or deserializing an engine.
-    Idempotent. Returns the library path.
+    Idempotent. ``path`` defaults to the installed library, ``trt`` to the imported
+    ``tensorrt`` module. Returns the library path.
     """
-    import tensorrt as trt
-
-    path = library_path()
+    if trt is None:
+        import tensorrt as trt
+    library = Path(path) if path is not None else library_path()
     registry = trt.get_plugin_registry()
     registered = registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-    if not registered and registry.load_library(str(path)) is None:
+    if not registered and registry.load_library(str(library)) is None:
         raise SaphnetError(
-            f"TensorRT could not load {path} as a plugin library; rebuild it with "
+            f"TensorRT could not load {library} as a plugin library; rebuild it with "
             "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` for this TensorRT version"
         )
     if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
         raise SaphnetError(
-            f"{path} holds no TensorRT plugin; rebuild it with "
+            f"{library} holds no TensorRT plugin (built without TensorRT); rebuild it with "
             "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
         )
-    return path
+    return library

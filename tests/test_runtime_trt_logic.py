@@ -235,3 +235,37 @@ def test_sidecar_is_checked_before_the_engine_loads(fakes, tmp_path: Path) -> No
 def test_missing_engine_says_how_to_build_it(fakes, tmp_path: Path) -> None:
     with pytest.raises(SaphnetError, match="saphnet build"):
         tensorrt_backend.TensorRTBackend(tmp_path / "none.engine")
+
+
+class _FakeRegistry:
+    """TensorRT's plugin registry as far as registration uses it."""
+
+    def __init__(self, loads: bool, has_creator: bool) -> None:
+        self.loads, self.has_creator, self.loaded = loads, has_creator, []
+
+    def get_creator(self, name: str, version: str, namespace: str) -> object | None:
+        found = self.has_creator and bool(self.loaded)
+        return object() if found and (name, namespace) == ("PDFConv", "saphnet") else None
+
+    def load_library(self, path: str) -> object | None:
+        self.loaded.append(path)
+        return object() if self.loads else None
+
+
+@pytest.mark.parametrize(
+    ("loads", "has_creator", "message"),
+    [(True, True, None), (False, False, "could not load"), (True, False, "holds no TensorRT")],
+)
+def test_plugin_registration_loads_once_or_says_why(tmp_path, loads, has_creator, message) -> None:
+    from saphnet.plugins import register_tensorrt_plugin
+
+    registry = _FakeRegistry(loads, has_creator)
+    trt = types.SimpleNamespace(get_plugin_registry=lambda: registry)
+    library = tmp_path / "libsaphnet_plugins.so"
+    if message is None:
+        assert register_tensorrt_plugin(library, trt) == library
+        assert register_tensorrt_plugin(library, trt) == library
+        assert registry.loaded == [str(library)]  # idempotent: loaded once
+    else:
+        with pytest.raises(SaphnetError, match=message):
+            register_tensorrt_plugin(library, trt)
