@@ -30,6 +30,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Two OpenMP threads on a shared 2-core machine run ~10x slower than one: training
+    and inspection tests ask for one (``pytestmark = pytest.mark.usefixtures``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny_model_with_offsets() -> SAPHNet:
     """TINY with non-zero offset convs (they start at zero), so exported PDF ops sample
     off the grid; seeded, independent of the test order."""

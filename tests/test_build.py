@@ -3,7 +3,6 @@ and a real FP32/FP16 build where TensorRT and a GPU exist."""
 
 from __future__ import annotations
 
-import importlib.util
 import types
 from pathlib import Path
 
@@ -11,20 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from trt_marks import HAS_TRT, needs_trt
 
 from saphnet.cli import main
 from saphnet.errors import SaphnetError
 from saphnet.runtime.engine_build import OnnxSummary, _precision_mode, default_profile, inspect_onnx
 from saphnet.runtime.profiles import parse_profile
-
-HAS_TRT = (
-    importlib.util.find_spec("tensorrt") is not None
-    and importlib.util.find_spec("pycuda") is not None
-)
-needs_trt = pytest.mark.skipif(
-    not HAS_TRT,
-    reason="needs tensorrt and pycuda with an NVIDIA GPU (pip install 'saphnet[tensorrt]')",
-)
 
 
 def _identity_onnx(

@@ -19,13 +19,7 @@ from saphnet.train.inspect import (
     sampling_covariance,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _offsets_along(dx: float, dy: float, k: int = 3) -> torch.Tensor:

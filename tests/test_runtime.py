@@ -3,7 +3,6 @@ TensorRT backend (real where TensorRT and a GPU exist)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from dataclasses import replace
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from trt_marks import HAS_TRT, needs_trt
 
 from saphnet.errors import SaphnetError
 from saphnet.model import SAPHNet
@@ -28,15 +28,6 @@ from saphnet.runtime.sidecar import (
 )
 from saphnet.runtime.torch_backend import TorchBackend
 from saphnet.runtime.trt_env import TensorRTMissingError, resolve_plugin
-
-HAS_TRT = (
-    importlib.util.find_spec("tensorrt") is not None
-    and importlib.util.find_spec("pycuda") is not None
-)
-needs_trt = pytest.mark.skipif(
-    not HAS_TRT,
-    reason="needs tensorrt and pycuda with an NVIDIA GPU (pip install 'saphnet[tensorrt]')",
-)
 
 SIDECAR = Sidecar(
     tensorrt="10.3.0",
