@@ -101,3 +101,6 @@ def test_eval_cli_scores_an_onnx_file_like_its_weights(
     assert np.isfinite(scores["ort"]["mean"]["psnr"])
     assert scores["ort"]["mean"]["psnr"] == pytest.approx(scores["torch"]["mean"]["psnr"], abs=1e-3)
     assert "s1/0001.png" in capsys.readouterr().out
+    both = ["eval", "--data", data, "--model", str(tiny_onnx), "--weights", str(tiny_weights)]
+    assert main(both) == 2
+    assert "not both" in capsys.readouterr().err

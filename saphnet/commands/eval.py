@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.evaluate import evaluate
     from ..weights import default_weights
 
-    weights = None if args.model else args.weights or default_weights()
+    weights = args.weights or (None if args.model else default_weights())
     if weights is None and not args.model:
         raise SaphnetError("no shipped weights in this install; pass --weights FILE")
     if args.json:

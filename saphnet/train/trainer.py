@@ -224,18 +224,15 @@ class Trainer:
         self.iteration += 1
         return float(loss.detach()), batch_psnr(output.float(), sharp)
 
-    @torch.no_grad()
     def validate(self) -> tuple[float, float]:
         """Mean PSNR of the network's outputs and of the blurred inputs on the
         validation pairs."""
+        from .evaluate import deblur_array
         from .metrics import psnr
 
-        self.model.eval()
         out_psnr, in_psnr = [], []
         for blurred, sharp in self.val_pairs:
-            x = to_tensor([blurred]).to(self.device)
-            y = self.model(x)[0].float().cpu().numpy().transpose(1, 2, 0)
-            out_psnr.append(psnr(y, sharp))
+            out_psnr.append(psnr(deblur_array(self.model, blurred, self.device), sharp))
             in_psnr.append(psnr(blurred, sharp))
         return float(np.mean(out_psnr)), float(np.mean(in_psnr))
 
