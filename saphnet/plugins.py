@@ -390,20 +390,22 @@ def cuda_forward(
     )
     y = torch.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype, device=x.device)
     workspace = torch.empty(max(workspace_bytes.value, 1), dtype=torch.uint8, device=x.device)
-    stream = torch.cuda.current_stream(x.device).cuda_stream
-    status = lib.pdfconv_forward_cuda(
-        ctypes.byref(params),
-        _ALGOS[algo],
-        x.data_ptr(),
-        offset.data_ptr(),
-        mask.data_ptr(),
-        weight.data_ptr(),
-        None if bias is None else bias.data_ptr(),
-        y.data_ptr(),
-        workspace.data_ptr(),
-        workspace_bytes.value,
-        stream,
-    )
+    # The kernels launch on the thread's current device and refuse pointers of another one
+    # (they never switch devices themselves): make x's device current for the call only.
+    with torch.cuda.device(x.device):
+        status = lib.pdfconv_forward_cuda(
+            ctypes.byref(params),
+            _ALGOS[algo],
+            x.data_ptr(),
+            offset.data_ptr(),
+            mask.data_ptr(),
+            weight.data_ptr(),
+            None if bias is None else bias.data_ptr(),
+            y.data_ptr(),
+            workspace.data_ptr(),
+            workspace_bytes.value,
+            torch.cuda.current_stream(x.device).cuda_stream,
+        )
     _check(status, "pdfconv_forward_cuda")
     return y
 

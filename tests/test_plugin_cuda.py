@@ -152,3 +152,38 @@ def test_workspace_too_small_is_reported():
         weight.data_ptr(), bias.data_ptr(), y.data_ptr(), None, 0, None,
     )  # fmt: skip
     assert status == plugins.WORKSPACE_TOO_SMALL
+
+
+def test_current_device_is_left_alone():
+    """The kernels run on the caller's device and stream; the call never switches devices."""
+    tensors, geometry = _inputs(CASES[2], torch.float32, seed=5)
+    before = torch.cuda.current_device()
+    plugins.cuda_forward(*tensors, **geometry)
+    assert torch.cuda.current_device() == before
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_tensors_on_another_device_run_there_and_raw_call_is_refused():
+    """cuda_forward makes x's device current for the call; the C API, given pointers of a
+    device other than the current one, fails with a clear status instead of switching."""
+    tensors, geometry = _inputs(CASES[2], torch.float32, seed=6)
+    expected = plugins.cuda_forward(*tensors, **geometry)
+    other = torch.device("cuda", 1)
+    with torch.cuda.device(0):
+        moved = [t.to(other) for t in tensors]
+        got = plugins.cuda_forward(*moved, **geometry)
+        torch.cuda.synchronize(other)
+        assert torch.cuda.current_device() == 0
+        assert torch.equal(got.cpu(), expected.cpu())
+        x, offset, mask, weight, bias = moved
+        params = plugins.make_params(
+            x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, **geometry
+        )
+        status = plugins.load_library().pdfconv_forward_cuda(
+            ctypes.byref(params), 1, x.data_ptr(), offset.data_ptr(), mask.data_ptr(),
+            weight.data_ptr(), bias.data_ptr(), got.data_ptr(), None, 0, None,
+        )  # fmt: skip
+        assert status == plugins.INVALID_ARGUMENT
+        message = plugins.load_library().pdfconv_last_error().decode()
+        assert "x is on CUDA device 1 but the current device is 0" in message
+        assert torch.cuda.current_device() == 0

@@ -174,6 +174,50 @@ def test_fused_workspace_holds_packed_weights():
     assert size.value >= 25 * 256 * 64 * 2  # C_out padded to 256, C_in to 64, float16
 
 
+def _workspace_status(params: plugins.PdfConvParams, algo: int) -> tuple[int, str]:
+    lib = plugins.load_library()
+    status = lib.pdfconv_workspace_size(ctypes.byref(params), algo, ctypes.c_size_t())
+    return status, lib.pdfconv_last_error().decode() if status else ""
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "dtype", "layout", "algo", "refused"),
+    [
+        # gridDim.z = batch, for every kernel; the host implementation has no such limit.
+        ((65536, 1, 1, 1), (1, 1, 1, 1), np.float32, "nchw", 1, "batch 65536 exceeds the 65535"),
+        ((65535, 1, 1, 1), (1, 1, 1, 1), np.float32, "nchw", 1, None),
+        # gridDim.y = output channel tiles: 16 per block (direct), 128 (fused).
+        ((1, 1, 1, 1), (65535 * 16 + 1, 1, 1, 1), np.float32, "nchw", 1, "output channels"),
+        ((1, 1, 1, 1), (65535 * 16, 1, 1, 1), np.float32, "nchw", 1, None),
+        ((1, 1, 1, 1), (65535 * 16 + 1, 1, 1, 1), np.float16, "nhwc8", 2, None),
+        ((1, 1, 1, 1), (65535 * 128 + 1, 1, 1, 1), np.float16, "nhwc8", 2, "output channels"),
+        # gridDim.y of the fused kernel's NCHW -> NHWC8 copy: 32 input channels per block.
+        ((1, 65535 * 32 + 1, 1, 1), (1, 65535 * 32 + 1, 1, 1), np.float16, "nchw", 2, "input"),
+        ((1, 65535 * 32 + 1, 1, 1), (1, 65535 * 32 + 1, 1, 1), np.float16, "nhwc8", 2, None),
+    ],
+)
+def test_cuda_launch_limits_are_checked_by_the_plan(x_shape, w_shape, dtype, layout, algo, refused):
+    """planForward (workspace query, CUDA forward, TensorRT configurePlugin) refuses shapes
+    the kernels cannot launch, before anything runs; pdfconv_output_shape (host) does not."""
+    params = plugins.make_params(x_shape, w_shape, dtype, np.float32, dtype, layout=layout)
+    status, message = _workspace_status(params, algo)
+    if refused is None:
+        assert status == plugins.SUCCESS, message
+    else:
+        assert status == plugins.INVALID_ARGUMENT
+        assert refused in message and "CUDA kernels launch" in message
+        assert "\n" not in message
+    assert plugins.output_shape(params) == (1, 1)
+
+
+def test_pads_and_dilations_overflowing_int32_are_refused():
+    params = _raw_params(pad_top=2**30, pad_bottom=2**30)
+    with pytest.raises(plugins.PluginError, match=r"padded input \(2147483656 x 8\)"):
+        plugins.output_shape(params)
+    with pytest.raises(plugins.PluginError, match=r"dilated kernel \(3 x 2147483649\)"):
+        plugins.output_shape(_raw_params(dilation_w=2**30, kernel_w=3))
+
+
 def test_shape_mismatch_names_both_sizes():
     rng = np.random.default_rng(6)
     x, offset, mask, weight, _ = _inputs(rng, 1, 2, 3, 8, 8, (3, 3), (1, 1), (1, 1), (1, 1))

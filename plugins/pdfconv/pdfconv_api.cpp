@@ -77,6 +77,18 @@ int32_t checkParams(PdfConvParams const& p, int32_t& outHeight, int32_t& outWidt
         message = "pdfconv: layout must be 0 (NCHW) or 1 (NHWC8), got " + std::to_string(p.layout);
         return PDFCONV_UNSUPPORTED;
     }
+    // pdfOutputExtent and the sample positions add pads and dilated taps in int32.
+    long long const paddedH = static_cast<long long>(p.in_height) + p.pad_top + p.pad_bottom;
+    long long const paddedW = static_cast<long long>(p.in_width) + p.pad_left + p.pad_right;
+    long long const spanH = static_cast<long long>(p.dilation_h) * (p.kernel_h - 1) + 1;
+    long long const spanW = static_cast<long long>(p.dilation_w) * (p.kernel_w - 1) + 1;
+    if (paddedH > INT_MAX || paddedW > INT_MAX || spanH > INT_MAX || spanW > INT_MAX)
+    {
+        message = "pdfconv: the padded input (" + std::to_string(paddedH) + " x " + std::to_string(paddedW)
+            + ") and the dilated kernel (" + std::to_string(spanH) + " x " + std::to_string(spanW)
+            + ") must each be below 2^31 along an axis; lower the pads or dilations";
+        return PDFCONV_INVALID_ARGUMENT;
+    }
     outHeight = pdfOutputExtent(p.in_height, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom, p.dilation_h);
     outWidth = pdfOutputExtent(p.in_width, p.kernel_w, p.stride_w, p.pad_left, p.pad_right, p.dilation_w);
     if (outHeight < 1 || outWidth < 1)
@@ -129,11 +141,61 @@ int32_t resolveAlgo(PdfConvParams const& p, int32_t requested, int32_t& algo, st
     return PDFCONV_SUCCESS;
 }
 
+namespace
+{
+
+//! The CUDA launch limits of the kernels that run for valid params and a resolved algo.
+int32_t checkLaunchLimits(PdfConvParams const& p, int32_t algo, std::string& message)
+{
+    // Every kernel puts the batch on gridDim.z; the output (direct, fused) and input (NHWC8
+    // copy) channel tiles on gridDim.y. Both are limited to 65535 blocks by CUDA; gridDim.x
+    // (pixel tiles) cannot reach its 2^31 - 1 limit once checkParams has passed.
+    long long constexpr kMaxGridYZ = 65535;
+    if (p.batch > kMaxGridYZ)
+    {
+        message = "pdfconv: batch " + std::to_string(p.batch) + " exceeds the 65535 the CUDA kernels launch ("
+            + shapeText(p) + "); split the batch";
+        return PDFCONV_INVALID_ARGUMENT;
+    }
+    struct Tiles
+    {
+        char const* what;
+        long long channels;
+        long long perBlock;
+    };
+    Tiles tiles[2] = {{"output channels", channelStride(p.out_channels, p.layout), kDirectTileChannels},
+        {nullptr, 0, 1}};
+    if (algo == PDFCONV_ALGO_FUSED)
+    {
+        tiles[0] = {"output channels", p.out_channels, kFusedTileM};
+        if (p.layout == PDFCONV_LAYOUT_NCHW)
+        {
+            tiles[1] = {"input channels", channelStride(p.in_channels, PDFCONV_LAYOUT_NHWC8), kNhwc8TileChannels};
+        }
+    }
+    for (Tiles const& t : tiles)
+    {
+        if (t.what != nullptr && (t.channels + t.perBlock - 1) / t.perBlock > kMaxGridYZ)
+        {
+            message = std::string("pdfconv: ") + std::to_string(t.channels) + " " + t.what + " need more than the "
+                + std::to_string(kMaxGridYZ * t.perBlock) + " the CUDA kernels launch (" + shapeText(p) + ")";
+            return PDFCONV_INVALID_ARGUMENT;
+        }
+    }
+    return PDFCONV_SUCCESS;
+}
+
+} // namespace
+
 int32_t planForward(PdfConvParams const& p, int32_t requested, int32_t& outHeight, int32_t& outWidth,
     int32_t& algo, std::string& message)
 {
-    int32_t const status = checkParams(p, outHeight, outWidth, message);
-    return status == PDFCONV_SUCCESS ? resolveAlgo(p, requested, algo, message) : status;
+    int32_t status = checkParams(p, outHeight, outWidth, message);
+    if (status == PDFCONV_SUCCESS)
+    {
+        status = resolveAlgo(p, requested, algo, message);
+    }
+    return status == PDFCONV_SUCCESS ? checkLaunchLimits(p, algo, message) : status;
 }
 
 std::size_t packedWeightBytes(PdfConvParams const& p)

@@ -13,9 +13,11 @@ namespace saphnet
 namespace pdfconv
 {
 
-//! Tile sizes of the fused kernel that the packed-weight workspace depends on.
-constexpr int32_t kFusedTileM = 128; //!< output channels per block
-constexpr int32_t kFusedTileK = 32;  //!< input channels per pipeline step
+//! Tile sizes that the workspace and the launch limits (planForward) depend on.
+constexpr int32_t kFusedTileM = 128;       //!< fused kernel: output channels per block
+constexpr int32_t kFusedTileK = 32;        //!< fused kernel: input channels per pipeline step
+constexpr int32_t kDirectTileChannels = 16; //!< direct kernel: output channels per block (and thread)
+constexpr int32_t kNhwc8TileChannels = 32;  //!< NCHW -> NHWC8 copy: channels per block
 
 //! Output size of valid params. Returns PDFCONV_SUCCESS or a status with the reason in message.
 int32_t checkParams(PdfConvParams const& params, int32_t& outHeight, int32_t& outWidth, std::string& message);
@@ -23,7 +25,10 @@ int32_t checkParams(PdfConvParams const& params, int32_t& outHeight, int32_t& ou
 //! The algorithm that runs for a requested one (AUTO resolved), or a status with the reason.
 int32_t resolveAlgo(PdfConvParams const& params, int32_t requested, int32_t& algo, std::string& message);
 
-//! checkParams then resolveAlgo: what every forward and workspace query needs first.
+//! checkParams, resolveAlgo, then the CUDA launch limits of that algorithm (batch and channel
+//! tiles within the 65535 blocks of gridDim.y/z): what every CUDA forward and workspace
+//! query needs first, and what the TensorRT plugin checks at build time for the profile's
+//! largest shapes (configurePlugin), so that an engine that cannot run is never written.
 int32_t planForward(PdfConvParams const& params, int32_t requested, int32_t& outHeight, int32_t& outWidth,
     int32_t& algo, std::string& message);
 

@@ -37,25 +37,24 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
     cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
     KernelGeometry const g = geometryOf(p, outHeight, outWidth);
     bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
-    // The library links the CUDA runtime statically, so its current device is its own: follow
-    // the device that holds x (torch or TensorRT may have made another device current).
+    // Launch on the caller's current device and stream, never switch devices behind the caller's
+    // back (TensorRT, torch and pycuda own the thread's current context). x on another device
+    // is an error the caller fixes by making x's device current (torch.cuda.device(x.device)).
     cudaPointerAttributes attributes{};
     if (cudaPointerGetAttributes(&attributes, x) == cudaSuccess && attributes.type == cudaMemoryTypeDevice)
     {
-        int32_t current = -1;
+        int current = -1;
         if (cudaGetDevice(&current) == cudaSuccess && current != attributes.device)
         {
-            cudaSetDevice(attributes.device);
+            message = "pdfconv: x is on CUDA device " + std::to_string(attributes.device)
+                + " but the current device is " + std::to_string(current)
+                + "; make x's device current before the call (torch.cuda.device(x.device), cudaSetDevice)";
+            return PDFCONV_INVALID_ARGUMENT;
         }
     }
     else
     {
-        cudaGetLastError(); // not a device pointer we can query (e.g. managed); launch as is
-    }
-    if (p.batch > 65535)
-    {
-        message = "pdfconv: batch " + std::to_string(p.batch) + " exceeds the 65535 the kernels launch; split it";
-        return PDFCONV_INVALID_ARGUMENT;
+        cudaGetLastError(); // not a pointer the runtime knows (e.g. no GPU): the launch reports it
     }
     if (algo == PDFCONV_ALGO_FUSED)
     {
@@ -85,7 +84,8 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
             fused.inStride = channelStride(p.in_channels, PDFCONV_LAYOUT_NHWC8);
             auto* const copy = reinterpret_cast<__half*>(static_cast<unsigned char*>(workspace) + packedWeightBytes(p));
             int32_t const inPixels = p.in_height * p.in_width;
-            dim3 const tiles((inPixels + 31) / 32, (fused.inStride + 31) / 32, p.batch);
+            dim3 const tiles((inPixels + 31) / 32, (fused.inStride + kNhwc8TileChannels - 1) / kNhwc8TileChannels,
+                p.batch);
             toNhwc8Kernel<<<tiles, dim3(32, 8), 0, stream>>>(xh, copy, p.in_channels, inPixels, fused.inStride);
             xh = copy;
         }

@@ -108,7 +108,7 @@ __device__ __forceinline__ TapCorners tapCornersAt(
 // Direct kernel
 // ---------------------------------------------------------------------------------------
 
-constexpr int32_t kDirectChannels = 16;      //!< output channels per thread
+constexpr int32_t kDirectChannels = kDirectTileChannels; //!< output channels per thread
 constexpr int32_t kDirectThreads = 128;
 constexpr int32_t kDirectChunk = 256;        //!< input channels whose weights are staged at once
 static_assert(kDirectChannels % 4 == 0, "weights are read from shared memory as float4");
@@ -238,6 +238,7 @@ __global__ void packWeightsKernel(__half const* __restrict__ weight, __half* __r
 }
 
 //! NCHW float16 x to NHWC with channels padded to `stride` (zero), one 32 x 32 tile per block.
+static_assert(kNhwc8TileChannels == 32, "toNhwc8Kernel's tile is 32 pixels x 32 channels");
 __global__ void toNhwc8Kernel(
     __half const* __restrict__ x, __half* __restrict__ out, int32_t channels, int32_t pixels, int32_t stride)
 {
