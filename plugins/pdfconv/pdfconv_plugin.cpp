@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <mutex>
 
 using namespace nvinfer1;
@@ -142,6 +143,20 @@ std::string dimsText(Dims const& dims)
         text += (i ? ", " : "") + std::to_string(dims.d[i]);
     }
     return text + ")";
+}
+
+//! Whether every dimension fits the C API's int32 sizes (a profile may reach past them).
+bool fitsInt32(Dims const& dims, std::string& message)
+{
+    for (int32_t i = 0; i < dims.nbDims; ++i)
+    {
+        if (dims.d[i] > std::numeric_limits<int32_t>::max())
+        {
+            message = "has a dimension above 2^31 - 1";
+            return false;
+        }
+    }
+    return true;
 }
 
 //! C API params for concrete input descriptors.
@@ -519,7 +534,7 @@ int32_t PDFConvPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
     return guarded<int32_t>("configurePlugin", -1, [&]() -> int32_t {
-        if (nbInputs != kNbInputs || nbOutputs != kNbOutputs)
+        if (in == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs)
         {
             logError("expects 5 inputs and 1 output");
             return -1;
@@ -546,6 +561,32 @@ int32_t PDFConvPlugin::configurePlugin(
                 return -1;
             }
             mAttributes.kernel = {static_cast<int32_t>(w.d[2]), static_cast<int32_t>(w.d[3])};
+        }
+        // The profile's largest shapes must be ones the kernels can run (element counts,
+        // launch limits: planForward, as at inference), so that an engine that cannot run
+        // is refused here, at build time, instead of failing in enqueue.
+        std::string message;
+        PluginTensorDesc largest[kNbInputs];
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            largest[i] = in[i].desc;
+            largest[i].dims = in[i].max;
+        }
+        if (!fitsInt32(largest[kX].dims, message) || !fitsInt32(largest[kWeight].dims, message))
+        {
+            logError("configurePlugin: the profile's largest X " + dimsText(largest[kX].dims) + " or W "
+                + dimsText(largest[kWeight].dims) + " " + message + "; lower the profile's maximum shape");
+            return -1;
+        }
+        int32_t outHeight = 0;
+        int32_t outWidth = 0;
+        int32_t algo = PDFCONV_ALGO_DIRECT;
+        if (planForward(paramsOf(mAttributes, largest), PDFCONV_ALGO_AUTO, outHeight, outWidth, algo, message)
+            != PDFCONV_SUCCESS)
+        {
+            logError("configurePlugin: the profile's largest X " + dimsText(largest[kX].dims)
+                + " cannot run: " + message + "; lower the profile's maximum shape");
+            return -1;
         }
         return 0;
     });
