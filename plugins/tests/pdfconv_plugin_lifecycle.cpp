@@ -667,7 +667,86 @@ ShapeInputs shapeInputs(TestExprBuilder& b, IDimensionExpr const* n, int64_t c, 
     return s;
 }
 
-//! getOutputShapes with static and with dynamic N/H/W against the formula.
+std::string geometryText(Geometry const& g)
+{
+    auto pair = [](int64_t const* v) { return std::to_string(v[0]) + "," + std::to_string(v[1]); };
+    return "kernel " + std::to_string(g.kernel[0]) + "x" + std::to_string(g.kernel[1]) + " strides "
+        + pair(g.strides) + " dilations " + pair(g.dilations) + " pads " + pair(g.pads) + "," + pair(g.pads + 2);
+}
+
+int64_t extentH(Geometry const& g, int64_t h)
+{
+    return convExtent(h, g.kernel[0], g.strides[0], g.pads[0], g.pads[2], g.dilations[0]);
+}
+
+int64_t extentW(Geometry const& g, int64_t w)
+{
+    return convExtent(w, g.kernel[1], g.strides[1], g.pads[1], g.pads[3], g.dilations[1]);
+}
+
+//! Every dimension a build-time constant: Y's dimensions are the formula's constants.
+void checkStaticShapes(IPluginV3OneBuild& build, Geometry const& g, std::string const& what)
+{
+    TestExprBuilder b;
+    int64_t const h = 37;
+    int64_t const w = 29;
+    ShapeInputs in = shapeInputs(b, b.number(2), 8, b.number(h), b.number(w), 16, g.kernel[0], g.kernel[1]);
+    DimsExprs out[1]{};
+    expect(build.getOutputShapes(in.in, 5, nullptr, 0, out, 1, b) == 0, what + ": static getOutputShapes");
+    int64_t const want[4] = {2, 16, extentH(g, h), extentW(g, w)};
+    expect(out[0].nbDims == 4, what + ": static output rank 4");
+    for (int32_t i = 0; i < 4 && out[0].nbDims == 4; ++i)
+    {
+        expect(out[0].d[i] != nullptr && out[0].d[i]->isConstant() && out[0].d[i]->getConstantValue() == want[i],
+            what + ": static Y dim " + std::to_string(i) + " is the constant " + std::to_string(want[i]));
+    }
+    expect(b.misuse.empty(), what + ": builder used as TensorRT allows");
+}
+
+//! Dynamic N, H and W: Y's H and W are expressions that agree with the formula for
+//! H = 1 ... 48, W = H + 5 (sizes too small for the kernel included). Returns the
+//! expressions' text, "" when they could not be evaluated.
+std::string checkDynamicShapes(IPluginV3OneBuild& build, Geometry const& g, std::string const& what)
+{
+    TestExprBuilder b;
+    Expr const* const n = b.symbol("N");
+    ShapeInputs in = shapeInputs(b, n, 8, b.symbol("H"), b.symbol("W"), 16, g.kernel[0], g.kernel[1]);
+    DimsExprs out[1]{};
+    expect(build.getOutputShapes(in.in, 5, nullptr, 0, out, 1, b) == 0, what + ": dynamic getOutputShapes");
+    expect(b.misuse.empty(), what + ": builder used as TensorRT allows");
+    if (!expect(out[0].nbDims == 4 && out[0].d[1] != nullptr && out[0].d[2] != nullptr && out[0].d[3] != nullptr,
+            what + ": dynamic output rank 4"))
+    {
+        return {};
+    }
+    expect(out[0].d[0] == n, what + ": Y's batch is X's batch expression");
+    expect(out[0].d[1]->isConstant() && out[0].d[1]->getConstantValue() == 16, what + ": Y's channels are W's 16");
+    auto const* const ho = dynamic_cast<Expr const*>(out[0].d[2]);
+    auto const* const wo = dynamic_cast<Expr const*>(out[0].d[3]);
+    if (!expect(ho != nullptr && wo != nullptr && !ho->constant() && !wo->constant(),
+            what + ": dynamic Ho and Wo are expressions of H and W"))
+    {
+        return {};
+    }
+    for (int64_t h = 1; h <= 48; ++h)
+    {
+        int64_t gotH = 0;
+        int64_t gotW = 0;
+        Expr::Env const env{{"N", 3}, {"H", h}, {"W", h + 5}};
+        bool const ok = ho->eval(env, gotH) && wo->eval(env, gotW);
+        if (!expect(ok && gotH == extentH(g, h) && gotW == extentW(g, h + 5),
+                what + ": H=" + std::to_string(h) + " W=" + std::to_string(h + 5) + " gives " + std::to_string(gotH)
+                    + "x" + std::to_string(gotW) + ", the formula " + std::to_string(extentH(g, h)) + "x"
+                    + std::to_string(extentW(g, h + 5))))
+        {
+            break;
+        }
+    }
+    return "Ho = " + ho->text() + ", Wo = " + wo->text();
+}
+
+//! getOutputShapes for every geometry of a grid, with kernel_shape given or taken from W and
+//! the fields as INT32 or INT64 arrays. Returns the number of geometries checked.
 int32_t testOutputShapes(IPluginCreatorV3One& creator)
 {
     int32_t cases = 0;
@@ -675,98 +754,35 @@ int32_t testOutputShapes(IPluginCreatorV3One& creator)
     int64_t const strides[][2] = {{1, 1}, {2, 3}};
     int64_t const dilations[][2] = {{1, 1}, {2, 3}};
     int64_t const pads[][4] = {{0, 0, 0, 0}, {2, 2, 2, 2}, {2, 1, 0, 3}};
-    bool printed = false;
+    std::vector<Geometry> geometries;
     for (auto const& k : kernels)
         for (auto const& s : strides)
             for (auto const& d : dilations)
                 for (auto const& p : pads)
-                    for (bool const withKernelShape : {true, false})
-                    {
-                        Geometry const g{{k[0], k[1]}, {p[0], p[1], p[2], p[3]}, {s[0], s[1]}, {d[0], d[1]}};
-                        Fields fields(*creator.getFieldNames(), nodeOf(g, withKernelShape), cases % 2 == 1);
-                        std::string const what = "kernel " + std::to_string(k[0]) + "x" + std::to_string(k[1])
-                            + " strides " + std::to_string(s[0]) + "," + std::to_string(s[1]) + " dilations "
-                            + std::to_string(d[0]) + "," + std::to_string(d[1]) + " pads " + std::to_string(p[0])
-                            + "," + std::to_string(p[1]) + "," + std::to_string(p[2]) + "," + std::to_string(p[3])
-                            + (withKernelShape ? "" : " (kernel from W)");
-                        std::unique_ptr<IPluginV3> plugin(
-                            creator.createPlugin("pdf", fields.collection(), TensorRTPhase::kBUILD));
-                        Capabilities const c = capabilitiesOf(plugin.get(), what);
-                        if (c.build == nullptr)
-                        {
-                            continue;
-                        }
-                        ++cases;
-                        // Static: every dimension a build-time constant.
-                        {
-                            TestExprBuilder b;
-                            int64_t const h = 37;
-                            int64_t const w = 29;
-                            ShapeInputs in = shapeInputs(b, b.number(2), 8, b.number(h), b.number(w), 16, k[0], k[1]);
-                            DimsExprs out[1]{};
-                            expect(c.build->getOutputShapes(in.in, 5, nullptr, 0, out, 1, b) == 0,
-                                what + ": static getOutputShapes");
-                            int64_t const want[4] = {2, 16, convExtent(h, k[0], s[0], p[0], p[2], d[0]),
-                                convExtent(w, k[1], s[1], p[1], p[3], d[1])};
-                            expect(out[0].nbDims == 4, what + ": static output rank 4");
-                            for (int32_t i = 0; i < 4 && out[0].nbDims == 4; ++i)
-                            {
-                                expect(out[0].d[i] != nullptr && out[0].d[i]->isConstant()
-                                        && out[0].d[i]->getConstantValue() == want[i],
-                                    what + ": static Y dim " + std::to_string(i) + " is the constant "
-                                        + std::to_string(want[i]));
-                            }
-                            expect(b.misuse.empty(), what + ": builder used as TensorRT allows");
-                        }
-                        // Dynamic N, H and W: symbolic expressions, evaluated for many sizes.
-                        {
-                            TestExprBuilder b;
-                            Expr const* const n = b.symbol("N");
-                            ShapeInputs in = shapeInputs(b, n, 8, b.symbol("H"), b.symbol("W"), 16, k[0], k[1]);
-                            DimsExprs out[1]{};
-                            expect(c.build->getOutputShapes(in.in, 5, nullptr, 0, out, 1, b) == 0,
-                                what + ": dynamic getOutputShapes");
-                            if (!expect(out[0].nbDims == 4 && out[0].d[2] != nullptr && out[0].d[3] != nullptr,
-                                    what + ": dynamic output rank 4"))
-                            {
-                                continue;
-                            }
-                            expect(out[0].d[0] == n, what + ": Y's batch is X's batch expression");
-                            expect(out[0].d[1]->isConstant() && out[0].d[1]->getConstantValue() == 16,
-                                what + ": Y's channels are W's 16");
-                            auto const* const ho = dynamic_cast<Expr const*>(out[0].d[2]);
-                            auto const* const wo = dynamic_cast<Expr const*>(out[0].d[3]);
-                            if (!expect(ho != nullptr && wo != nullptr && !ho->constant() && !wo->constant(),
-                                    what + ": dynamic Ho and Wo are expressions of H and W"))
-                            {
-                                continue;
-                            }
-                            if (!printed && k[0] == 3 && k[1] == 5 && p[1] != p[3] && s[0] > 1 && d[0] > 1 && withKernelShape)
-                            {
-                                std::printf("symbolic, %s:\n  Ho = %s\n  Wo = %s\n", what.c_str(),
-                                    ho->text().c_str(), wo->text().c_str());
-                                printed = true;
-                            }
-                            for (int64_t size = 1; size <= 48; ++size)
-                            {
-                                Expr::Env const env{{"N", 3}, {"H", size}, {"W", size + 5}};
-                                int64_t gotH = 0;
-                                int64_t gotW = 0;
-                                bool const ok = ho->eval(env, gotH) && wo->eval(env, gotW);
-                                int64_t const wantH = convExtent(size, k[0], s[0], p[0], p[2], d[0]);
-                                int64_t const wantW = convExtent(size + 5, k[1], s[1], p[1], p[3], d[1]);
-                                if (!expect(ok && gotH == wantH && gotW == wantW,
-                                        what + ": H=" + std::to_string(size) + " W=" + std::to_string(size + 5)
-                                            + " gives " + std::to_string(gotH) + "x" + std::to_string(gotW)
-                                            + ", the formula " + std::to_string(wantH) + "x"
-                                            + std::to_string(wantW)))
-                                {
-                                    break;
-                                }
-                            }
-                            expect(b.misuse.empty(), what + ": builder used as TensorRT allows");
-                        }
-                    }
+                {
+                    geometries.push_back(Geometry{{k[0], k[1]}, {p[0], p[1], p[2], p[3]}, {s[0], s[1]}, {d[0], d[1]}});
+                }
+    for (Geometry const& g : geometries)
+    {
+        for (bool const withKernelShape : {true, false})
+        {
+            Fields fields(*creator.getFieldNames(), nodeOf(g, withKernelShape), cases % 2 == 1);
+            std::string const what = geometryText(g) + (withKernelShape ? "" : " (kernel from W)");
+            std::unique_ptr<IPluginV3> plugin(creator.createPlugin("pdf", fields.collection(), TensorRTPhase::kBUILD));
+            Capabilities const c = capabilitiesOf(plugin.get(), what);
+            if (c.build == nullptr)
+            {
+                continue;
+            }
+            ++cases;
+            checkStaticShapes(*c.build, g, what);
+            std::string const text = checkDynamicShapes(*c.build, g, what);
+            if (withKernelShape && what == "kernel 3x5 strides 2,3 dilations 2,3 pads 2,1,0,3")
+            {
+                std::printf("symbolic, %s: %s\n", what.c_str(), text.c_str());
+            }
+        }
+    }
     expectNoError("getOutputShapes");
     return cases;
 }
@@ -847,7 +863,8 @@ Profile profileOf(Geometry const& g, int64_t cIn, int64_t cOut, int64_t maxN, in
     int64_t const maxWo = convExtent(maxW, kw, g.strides[1], g.pads[1], g.pads[3], g.dilations[1]);
     Dims const w = dims4(cOut, cIn, kh, kw);
     Profile p;
-    p.in.push_back(dynamicDesc(dims4(-1, cIn, -1, -1), dims4(1, cIn, kh, kw), dims4(maxN, cIn, maxH, maxW), type, format));
+    p.in.push_back(
+        dynamicDesc(dims4(-1, cIn, -1, -1), dims4(1, cIn, kh, kw), dims4(maxN, cIn, maxH, maxW), type, format));
     p.in.push_back(dynamicDesc(
         dims4(-1, 2 * taps, -1, -1), dims4(1, 2 * taps, 1, 1), dims4(maxN, 2 * taps, maxHo, maxWo), offsetType));
     p.in.push_back(dynamicDesc(dims4(-1, taps, -1, -1), dims4(1, taps, 1, 1), dims4(maxN, taps, maxHo, maxWo), type));
@@ -878,6 +895,8 @@ void testFormatsConfigureWorkspace(IPluginCreatorV3One& creator, int64_t& questi
     expect(c.build->getNbOutputs() == 1, "getNbOutputs is 1");
 
     // Output types: Y is X's type whatever the offsets' type.
+    DataType constexpr kF32 = DataType::kFLOAT;
+    DataType constexpr kF16 = DataType::kHALF;
     struct TypeCase
     {
         DataType in[5];
@@ -885,11 +904,11 @@ void testFormatsConfigureWorkspace(IPluginCreatorV3One& creator, int64_t& questi
         bool ok;
     };
     TypeCase const typeCases[] = {
-        {{DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT}, DataType::kFLOAT, true},
-        {{DataType::kHALF, DataType::kFLOAT, DataType::kHALF, DataType::kHALF, DataType::kHALF}, DataType::kHALF, true},
-        {{DataType::kHALF, DataType::kHALF, DataType::kFLOAT, DataType::kHALF, DataType::kHALF}, DataType::kHALF, true},
-        {{DataType::kHALF, DataType::kHALF, DataType::kHALF, DataType::kFLOAT, DataType::kHALF}, DataType::kHALF, false},
-        {{DataType::kINT32, DataType::kFLOAT, DataType::kFLOAT, DataType::kINT32, DataType::kINT32}, DataType::kINT32, false},
+        {{kF32, kF32, kF32, kF32, kF32}, kF32, true},
+        {{kF16, kF32, kF16, kF16, kF16}, kF16, true},
+        {{kF16, kF16, kF32, kF16, kF16}, kF16, true},
+        {{kF16, kF16, kF16, kF32, kF16}, kF16, false},
+        {{DataType::kINT32, kF32, kF32, DataType::kINT32, DataType::kINT32}, DataType::kINT32, false},
     };
     for (TypeCase const& t : typeCases)
     {
@@ -919,7 +938,8 @@ void testFormatsConfigureWorkspace(IPluginCreatorV3One& creator, int64_t& questi
     auto const f32 = static_cast<int32_t>(DataType::kFLOAT);
     auto const f16 = static_cast<int32_t>(DataType::kHALF);
     std::set<Combination> want;
-    std::pair<int32_t, int32_t> const xs[] = {{f32, linear}, {f16, linear}, {f16, static_cast<int32_t>(TensorFormat::kHWC8)}};
+    auto const hwc8 = static_cast<int32_t>(TensorFormat::kHWC8);
+    std::pair<int32_t, int32_t> const xs[] = {{f32, linear}, {f16, linear}, {f16, hwc8}};
     for (auto const& x : xs)
         for (int32_t const offset : {f32, f16})
             for (int32_t const mask : {f32, f16})
@@ -929,7 +949,8 @@ void testFormatsConfigureWorkspace(IPluginCreatorV3One& creator, int64_t& questi
     expect(got == want,
         "supportsFormatCombination accepts exactly the 12 documented combinations, got " + std::to_string(got.size()));
     accepted = static_cast<int32_t>(got.size());
-    expect(!c.build->supportsFormatCombination(6, io.data(), 5, 1) && !c.build->supportsFormatCombination(-1, io.data(), 5, 1)
+    expect(!c.build->supportsFormatCombination(6, io.data(), 5, 1)
+            && !c.build->supportsFormatCombination(-1, io.data(), 5, 1)
             && !c.build->supportsFormatCombination(0, nullptr, 5, 1),
         "supportsFormatCombination refuses positions out of range and a null array");
     expectNoError("supportsFormatCombination");
@@ -1098,7 +1119,8 @@ void testSerializeRecreateClone(IPluginCreatorV3One& creator)
     PluginFieldCollection const* const serialized = c.runtime->getFieldsToSerialize();
     std::map<std::string, std::vector<int64_t>> const want{
         {"kernel_shape", {3, 5}}, {"pads", {2, 1, 0, 3}}, {"strides", {2, 1}}, {"dilations", {1, 2}}};
-    expect(intFields(serialized) == want, "getFieldsToSerialize holds W's kernel, the asymmetric pads, strides and dilations");
+    expect(intFields(serialized) == want,
+        "getFieldsToSerialize holds W's kernel, the asymmetric pads, strides and dilations");
 
     // What TensorRT does when it deserializes the engine: createPlugin at runtime phase.
     std::unique_ptr<IPluginV3> restored(creator.createPlugin("pdf", serialized, TensorRTPhase::kRUNTIME));
