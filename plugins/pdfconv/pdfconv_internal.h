@@ -14,8 +14,8 @@ namespace pdfconv
 {
 
 //! Tile sizes that the workspace and the launch limits (planForward) depend on.
-constexpr int32_t kFusedTileM = 128;       //!< fused kernel: output channels per block
-constexpr int32_t kFusedTileK = 32;        //!< fused kernel: input channels per pipeline step
+constexpr int32_t kFusedTileM = 128;        //!< fused kernel: output channels per block
+constexpr int32_t kFusedTileK = 32;         //!< fused kernel: input channels per pipeline step
 constexpr int32_t kDirectTileChannels = 16; //!< direct kernel: output channels per block (and thread)
 constexpr int32_t kNhwc8TileChannels = 32;  //!< NCHW -> NHWC8 copy: channels per block
 

@@ -38,8 +38,10 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
     KernelGeometry const g = geometryOf(p, outHeight, outWidth);
     bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
     // Launch on the caller's current device and stream, never switch devices behind the caller's
-    // back (TensorRT, torch and pycuda own the thread's current context). x on another device
-    // is an error the caller fixes by making x's device current (torch.cuda.device(x.device)).
+    // back (TensorRT, torch and pycuda own the thread's current context). Our statically linked
+    // runtime sees the context the caller made current, so cudaGetDevice is the caller's device.
+    // x on another device is an error the caller fixes by making x's device current
+    // (torch.cuda.device(x.device)); the check is a pointer query, no synchronization.
     cudaPointerAttributes attributes{};
     if (cudaPointerGetAttributes(&attributes, x) == cudaSuccess && attributes.type == cudaMemoryTypeDevice)
     {
