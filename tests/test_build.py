@@ -192,8 +192,32 @@ def test_build_and_run_engine(tmp_path: Path, tiny_config, precision: str) -> No
             backend.infer(np.zeros((1, 3, 256, 256), np.float32))
     finally:
         backend.close()
+    # the plugin library is named exactly when the engine's PDF layers are our plugin
+    assert (sidecar.pdf_implementation == "plugin") == (sidecar.plugin_sha256 is not None)
+    _check_failed_capture_falls_back(TensorRTBackend(engine), x, out, tol)
     with pytest.raises(SaphnetError, match="exists"):
         build_engine(onnx_path, engine, BuildOptions(precision))
+
+
+def _check_failed_capture_falls_back(backend, x: np.ndarray, expected: np.ndarray, tol: float):
+    """Make the enqueue that is being captured fail (the first plain one runs): the
+    capture must end, and this and later calls run plain on the same stream."""
+    calls = []
+    enqueue = backend._enqueue
+
+    def enqueue_failing_in_capture() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("TensorRT execute_async_v3 failed (test)")
+        enqueue()
+
+    backend._enqueue = enqueue_failing_in_capture
+    try:
+        for _ in range(3):  # plain, failed capture then plain, plain
+            np.testing.assert_allclose(backend.infer(x), expected, atol=tol)
+        assert not backend.uses_cuda_graph and len(calls) == 4
+    finally:
+        backend.close()
 
 
 class _RecordingParser:
