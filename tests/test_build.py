@@ -289,18 +289,27 @@ FAKE_OURS = ("PDFConv", "1", "saphnet")
 
 
 def test_with_the_plugin_the_parser_gets_the_model_without_the_function(
-    trt_build, tiny_onnx: Path, tmp_path: Path
+    trt_build, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from saphnet.export.op_forms import count_pdf_nodes, pdf_function_body
     from saphnet.files import sha256_file
-    from saphnet.runtime.engine_build import BuildOptions, build_engine
     from saphnet.runtime.sidecar import read_sidecar
 
     trt, library = trt_build
     on_disk = sha256_file(tiny_onnx)
-    engine = build_engine(
-        tiny_onnx, tmp_path / "m.engine", BuildOptions(shapes=SMALL, plugins=library)
-    )
+    engine = tmp_path / "m.engine"
+    args = [
+        "build",
+        str(tiny_onnx),
+        "-o",
+        str(engine),
+        "--shapes",
+        SMALL,
+        "--plugins",
+        str(library),
+    ]
+    assert main(args) == 0
+    assert "(PDF layers: our saphnet PDFConv plugin)" in capsys.readouterr().out
     received = trt.parsers[-1].received
     nodes = count_pdf_nodes(onnx.load(str(tiny_onnx), load_external_data=False))
     assert nodes > 0 and count_pdf_nodes(received) == nodes
