@@ -224,14 +224,14 @@ class _RecordingParser:
     """A real ONNX parser that keeps the model it was handed (``.received``)."""
 
     def __init__(self, parser: object) -> None:
-        self.parser, self.received = parser, None
+        self.parser, self.received, self.path = parser, None, None
 
     def parse(self, model: bytes, path: str | None = None) -> bool:
-        self.received = onnx.load_from_string(bytes(model))
+        self.received, self.path = onnx.load_from_string(bytes(model)), path
         return self.parser.parse(model, path)
 
     def parse_from_file(self, path: str) -> bool:
-        self.received = onnx.load(path, load_external_data=False)
+        self.received, self.path = onnx.load(path, load_external_data=False), path
         return self.parser.parse_from_file(path)
 
     def __getattr__(self, name: str) -> object:
@@ -314,6 +314,7 @@ def test_with_the_plugin_the_parser_gets_the_model_without_the_function(
     nodes = count_pdf_nodes(onnx.load(str(tiny_onnx), load_external_data=False))
     assert nodes > 0 and count_pdf_nodes(received) == nodes
     assert pdf_function_body(received) is None  # the parser never saw the function
+    assert trt.parsers[-1].path == str(tiny_onnx.resolve())  # external data resolves beside it
     assert sha256_file(tiny_onnx) == on_disk  # the file stays as exported
     sidecar = read_sidecar(engine)
     assert (sidecar.pdf_implementation, sidecar.pdf_ops, sidecar.pdf_plugin_layers) == (
