@@ -253,7 +253,7 @@ class _ParserSpy:
         return self.parsers[-1]
 
 
-@pytest.fixture(params=["10.3.0", "10.7.0", "real"])
+@pytest.fixture(params=["10.3.0", "10.7.0", "11.1.0", "real"])
 def trt_build(request, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """(tensorrt, plugin library) for build_engine: a fake TensorRT of the given version,
     Polygraphy's build step replaced (see fake_trt), or the real one with our plugin."""
@@ -285,7 +285,6 @@ def trt_build(request, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 SMALL = "1x3x32x32:1x3x64x64:1x3x64x64"
-FAKE_OURS = ("PDFConv", "1", "saphnet")
 
 
 def test_with_the_plugin_the_parser_gets_the_model_without_the_function(
@@ -357,10 +356,11 @@ def test_without_the_plugin_the_function_builds_and_says_so_once(
     from saphnet import plugins
     from saphnet.export.op_forms import pdf_function_body
     from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.pdf_layers import OUR_PLUGIN
     from saphnet.runtime.sidecar import read_sidecar
 
     trt, _ = trt_build
-    if trt.get_plugin_registry().get_creator(*FAKE_OURS) is not None:
+    if trt.get_plugin_registry().get_creator(*OUR_PLUGIN) is not None:
         pytest.skip("our plugin is registered in this process already; needs a fresh one")
 
     def no_library() -> Path:
