@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import types
 from dataclasses import replace
@@ -384,3 +385,12 @@ def test_a_sidecar_from_before_pdf_implementation_is_read_as_before(
     del data["plugin_sha256"], data["plugin_file"]
     sidecar_path(engine).write_text(json.dumps(data))
     tensorrt_backend.TensorRTBackend(engine).close()
+
+
+def test_tensorrt_backend_and_engine_builder_import_no_torch() -> None:
+    """Engines are built and run on hosts without PyTorch (Jetson, servers)."""
+    code = (
+        "import sys; import saphnet.runtime.tensorrt_backend, saphnet.runtime.engine_build; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
