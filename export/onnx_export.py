@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import SaphnetError
 from ..files import atomic_output, check_writable
 from ..model import SAPHNet
-from ..ops.onnx_symbolic import DOMAIN, OP_TYPE
+from ..pdf_identity import DOMAIN, OP_TYPE
 from .fp16 import Float16Network
 from .metadata import ExportMetadata
 from .op_forms import apply_op_form, check_opset, count_pdf_nodes

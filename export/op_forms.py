@@ -11,7 +11,7 @@ from __future__ import annotations
 from onnx import ModelProto, inliner
 
 from ..errors import SaphnetError
-from ..ops.onnx_symbolic import DOMAIN, OP_TYPE
+from ..pdf_identity import DOMAIN, OP_TYPE
 from .pdf_function import DEFORMCONV_OPSET, GRIDSAMPLE_OPSET, pdf_function
 
 OP_FORMS = ("custom", "deformconv", "decomposed")
@@ -55,11 +55,34 @@ def count_pdf_nodes(model: ModelProto) -> int:
     return sum(n.domain == DOMAIN and n.op_type == OP_TYPE for n in model.graph.node)
 
 
+def pdf_function_body(model: ModelProto) -> str | None:
+    """The body of the model's ``saphnet::PDFConv`` function ("deformconv" or
+    "decomposed", as :func:`function_body` chose it), None when the model has none."""
+    for function in model.functions:
+        if (function.domain, function.name) == (DOMAIN, OP_TYPE):
+            uses_deformconv = any(n.op_type == "DeformConv" for n in function.node)
+            return "deformconv" if uses_deformconv else "decomposed"
+    return None
+
+
+def strip_pdf_function(model: ModelProto) -> ModelProto:
+    """Remove the ``saphnet::PDFConv`` function from ``model`` (in place) and return it.
+
+    TensorRT's ONNX parser up to 10.6 imports a node through a model-local function of
+    its name before it looks for a plugin (10.7 reversed the order), so a build that must
+    run our plugin hands the parser the model without the function. The nodes, their
+    attributes and the ``saphnet`` opset import stay: the parser finds the plugin by op
+    type, ``plugin_version`` and ``plugin_namespace``.
+    """
+    kept = [f for f in model.functions if (f.domain, f.name) != (DOMAIN, OP_TYPE)]
+    del model.functions[:]
+    model.functions.extend(kept)
+    return model
+
+
 def apply_op_form(model: ModelProto, form: str, opset: int) -> ModelProto:
     """Attach the PDFConv function (``custom``) or inline its body (the other forms)."""
-    others = [f for f in model.functions if (f.domain, f.name) != (DOMAIN, OP_TYPE)]
-    del model.functions[:]
-    model.functions.extend([*others, pdf_function(function_body(form, opset), opset)])
+    strip_pdf_function(model).functions.append(pdf_function(function_body(form, opset), opset))
     if form == "custom":
         return model
     model = inliner.inline_selected_functions(model, [(DOMAIN, OP_TYPE)], exclude=False)

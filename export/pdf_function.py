@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto, helper
 
-from ..ops.onnx_symbolic import DOMAIN, OP_TYPE
+from ..pdf_identity import DOMAIN, OP_TYPE
 
 INPUTS = ["X", "offset", "mask", "W", "B"]
 OUTPUTS = ["Y"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,7 +134,7 @@ def _driver() -> ctypes.CDLL:
 class CudaGraph:
     """One captured sequence of stream work, replayed with a single launch.
 
-    Usage: ``g.begin(stream)``, enqueue work on ``stream``, ``g.end()``, then
+    Usage: ``g.capture(stream, work)`` with ``work`` enqueuing on ``stream``, then
     ``g.launch()`` as often as the captured addresses and shapes stay valid.
     """
 
@@ -148,26 +149,41 @@ class CudaGraph:
         if status != 0:
             raise RuntimeError(f"{fn} failed with CUDA driver error {status}")
 
-    def begin(self, stream: Stream) -> None:
+    def capture(self, stream: Stream, work: Callable[[], object]) -> None:
+        """Capture what ``work()`` enqueues on ``stream`` and instantiate the graph.
+
+        Whatever fails (``work`` raising, an invalidated capture, instantiation), the
+        capture is over when this raises: a stream left capturing would turn every
+        later plain enqueue on it into a capture error.
+        """
         self._stream = stream
         self._call(
             "cuStreamBeginCapture_v2",
             ctypes.c_void_p(stream.handle),
             ctypes.c_int(_CAPTURE_MODE_THREAD_LOCAL),
         )
-
-    def end(self) -> None:
-        """Finish capture and instantiate the graph (raises if capture was invalidated)."""
-        assert self._stream is not None, "begin() first"
-        self._call(
-            "cuStreamEndCapture", ctypes.c_void_p(self._stream.handle), ctypes.byref(self._graph)
-        )
+        try:
+            work()
+        except BaseException:
+            self._abort_capture()
+            raise
+        # An invalidated capture ends here too (the call fails and returns no graph).
+        self._call("cuStreamEndCapture", ctypes.c_void_p(stream.handle), ctypes.byref(self._graph))
         self._call(
             "cuGraphInstantiateWithFlags",
             ctypes.byref(self._exec),
             self._graph,
             ctypes.c_ulonglong(0),
         )
+
+    def _abort_capture(self) -> None:
+        """End the capture ``work`` broke off and destroy the partial graph. The status
+        is not checked: ending an invalidated capture reports an error, yet ends it."""
+        assert self._stream is not None
+        partial = ctypes.c_void_p()
+        self._lib.cuStreamEndCapture(ctypes.c_void_p(self._stream.handle), ctypes.byref(partial))
+        if partial.value:
+            self._lib.cuGraphDestroy(partial)
 
     def launch(self) -> None:
         assert self._stream is not None and self._exec.value, "capture first"

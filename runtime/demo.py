@@ -119,9 +119,15 @@ def quality(sharp: np.ndarray, image: np.ndarray) -> dict[str, float]:
 
 
 def _engine_report(
-    reference: np.ndarray, output: np.ndarray, engine: Path, precision: str, trt_version: str
+    reference: np.ndarray,
+    output: np.ndarray,
+    engine: Path,
+    precision: str,
+    trt_version: str,
+    pdf_layers: str | None,
 ):
-    """A compare.ModelReport for a TensorRT output, judged by the same thresholds."""
+    """A compare.ModelReport for a TensorRT output, judged by the same thresholds; its
+    providers name the TensorRT and what ran the PDF layers (from the sidecar)."""
     from .compare import DEFAULT_THRESHOLDS, ImageResult, ModelReport, ssim
 
     limit = DEFAULT_THRESHOLDS[precision]
@@ -143,7 +149,8 @@ def _engine_report(
         failures.append(f"PSNR {metrics['psnr']:.1f} < {limit.min_psnr:g} dB")
     if not metrics["ssim"] >= limit.min_ssim:
         failures.append(f"SSIM {metrics['ssim']:.4f} < {limit.min_ssim:g}")
-    report = ModelReport(str(engine), "custom", precision, [f"TensorRT {trt_version}"], limit)
+    providers = [f"TensorRT {trt_version}", f"PDF layers: {pdf_layers or 'not recorded'}"]
+    report = ModelReport(str(engine), "custom", precision, providers, limit)
     h, w = output.shape[2:]
     report.images.append(
         ImageResult(
@@ -263,6 +270,7 @@ def _tensorrt_steps(
     from ..export import export_onnx
     from ..images import from_float
     from .engine_build import BuildOptions, build_engine
+    from .sidecar import read_sidecar
     from .tensorrt_backend import TensorRTBackend
     from .tiling import run_padded
     from .torch_backend import TorchBackend
@@ -299,7 +307,14 @@ def _tensorrt_steps(
         outputs[f"tensorrt-{precision}"] = from_float(out, rgb.dtype)
         result.parity.append(
             _as_row(
-                _engine_report(reference, out, engine, precision, trt.__version__),
+                _engine_report(
+                    reference,
+                    out,
+                    engine,
+                    precision,
+                    trt.__version__,
+                    read_sidecar(engine).pdf_implementation,
+                ),
                 f"tensorrt {precision}",
             )
         )

@@ -1,17 +1,19 @@
-"""Build a TensorRT engine from a SAPHNet ONNX file, with Polygraphy's loaders.
+"""Build a TensorRT engine from a SAPHNet ONNX file.
 
-``NetworkFromOnnxPath`` -> ``CreateConfig`` -> ``EngineBytesFromNetwork`` do the
-TensorRT work; this module decides what they are given:
+We parse (the parser must see the model without the PDFConv function when our plugin
+is registered, see :mod:`.pdf_layers`), then Polygraphy's ``CreateConfig`` ->
+``EngineBytesFromNetwork`` build; this module decides what they are given:
 
 * precision: TensorRT 10 builds FP16 from an FP32 network with the builder's FP16
   flag; TensorRT 11 builds only strongly typed networks, so FP16 must come from an
   FP16 ONNX file (``saphnet export --precision fp16``). An FP16 ONNX file is built
   strongly typed on both. TF32 stays off so an FP32 engine is FP32.
 * the optimization profile (trtexec-style shapes), the timing cache, the workspace;
-* the plugin library, loaded with ctypes before parsing so the parser maps
-  ``saphnet::PDFConv`` to our plugin (without it, the parser falls back to the
-  node's ONNX function);
-* an atomic write of the engine plus its sidecar (:mod:`.sidecar`).
+* the plugin library, registered before parsing; with it the parser gets the model
+  without the PDFConv function and every PDFConv node must become our plugin layer
+  (else the build is refused); without it the nodes build from their ONNX function;
+* an atomic write of the engine plus its sidecar (:mod:`.sidecar`), which records
+  what runs the PDF layers.
 """
 
 from __future__ import annotations
@@ -20,21 +22,29 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import onnx
 
 from .. import __version__
 from ..errors import SaphnetError
+from ..export.op_forms import strip_pdf_function
 from ..files import atomic_output, check_writable, sha256_file
+from .pdf_layers import PdfOps, check_plugin_layers, pdf_ops
 from .profiles import DEFAULT_SHAPES, Profile, check_profile, format_shape, parse_profile
-from .sidecar import Sidecar, sidecar_path, write_sidecar
-from .trt_env import environment, has_fp16_flag, import_tensorrt, load_plugin, resolve_plugin
+from .sidecar import PDF_IMPLEMENTATIONS, Sidecar, sidecar_path, write_sidecar
+from .trt_env import (
+    environment,
+    has_fp16_flag,
+    import_tensorrt,
+    init_builtin_plugins,
+    load_plugin,
+    resolve_plugin,
+)
 
 log = logging.getLogger(__name__)
-
-PLUGIN_DOMAIN = "saphnet"
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,12 @@ class OnnxSummary:
     input_dims: tuple[int | str, ...]
     """Static sizes as ints, dynamic ones as their names."""
     fp16: bool
-    custom_op: bool
-    """Holds saphnet::PDFConv nodes (which the plugin implements)."""
+    pdf: PdfOps = field(default_factory=PdfOps)
+    """Its PDF ops: saphnet::PDFConv nodes (which the plugin implements) and the others."""
+
+    @property
+    def custom_op(self) -> bool:
+        return self.pdf.custom > 0
 
 
 def inspect_onnx(path: Path) -> OnnxSummary:
@@ -83,8 +97,7 @@ def inspect_onnx(path: Path) -> OnnxSummary:
     fp16 = tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
         t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
     )
-    custom = any(n.domain == PLUGIN_DOMAIN for n in model.graph.node)
-    return OnnxSummary(graph_inputs[0].name, dims, fp16, custom)
+    return OnnxSummary(graph_inputs[0].name, dims, fp16, pdf_ops(model))
 
 
 def default_profile(summary: OnnxSummary) -> Profile:
@@ -127,10 +140,6 @@ def build_engine(
 ) -> Path:
     """Build, write ``engine_path`` and its sidecar atomically, return ``engine_path``."""
     trt = import_tensorrt()
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
-    from polygraphy.backend.trt import Profile as PolygraphyProfile
-    from polygraphy.exception import PolygraphyException
-
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if options.precision not in ("fp32", "fp16"):
         raise SaphnetError(f"precision {options.precision!r} is not fp32 or fp16")
@@ -145,52 +154,48 @@ def build_engine(
     _check_profile_fits(summary, profile)
 
     strongly_typed, fp16_flag = _precision_mode(trt, summary, options.precision, onnx_path)
-    plugin_sha = None
     plugin = (
         resolve_plugin(options.plugins, required=False)
         if summary.custom_op or options.plugins
         else None
     )
-    if plugin is not None:
-        plugin_sha = load_plugin(trt, plugin)
-    elif summary.custom_op:
+    plugin_sha = load_plugin(trt, plugin) if plugin is not None else None
+    use_plugin = plugin is not None and summary.custom_op
+    implementation, ops = summary.pdf.implementation(plugin=use_plugin)
+    if summary.custom_op and not use_plugin:
+        if summary.pdf.function_body is None:
+            raise SaphnetError(
+                f"{onnx_path.name} has saphnet::PDFConv nodes without their ONNX function and no "
+                "plugin library was found; build it with `make plugins` or pass --plugins LIB"
+            )
         log.warning(
-            "no plugin library: saphnet::PDFConv builds from its ONNX function (slower); run `make plugins`"
+            "no saphnet plugin library: TensorRT builds the %d saphnet::PDFConv nodes from "
+            "their ONNX function (%s), not our kernels; run `make plugins` or pass --plugins LIB",
+            ops,
+            PDF_IMPLEMENTATIONS[implementation].split(": ")[-1],
         )
-    env = environment(trt, plugin_sha if summary.custom_op else None)
+    env = environment(trt, plugin_sha if use_plugin else None)
 
-    pools = (
-        {trt.MemoryPoolType.WORKSPACE: options.workspace_mb << 20} if options.workspace_mb else None
-    )
-    trt_profile = PolygraphyProfile().add(
-        profile.name, min=profile.min, opt=profile.opt, max=profile.max
-    )
-    cache = str(options.timing_cache) if options.timing_cache else None
     # TensorRT 11 accepts (and ignores) the flag: every network is strongly typed there.
     typed_flag = strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=typed_flag)
-    config = CreateConfig(
-        fp16=fp16_flag,
-        tf32=False,
-        profiles=[trt_profile],
-        load_timing_cache=cache,
-        memory_pool_limits=pools,
+    logger = trt.Logger(trt.Logger.WARNING)
+    parsed = parse_onnx(trt, logger, onnx_path, typed_flag, without_pdf_function=use_plugin)
+    plugin_layers = (
+        check_plugin_layers(trt, parsed[1], summary.pdf, onnx_path.name, plugin=use_plugin)
+        if summary.custom_op
+        else 0
     )
     log.info(
-        "building %s (%s, %s) for %s, shapes %s",
+        "building %s (%s, %s) for %s, shapes %s, PDF layers: %s",
         engine_path.name,
         options.precision,
         "strongly typed" if strongly_typed else "FP16 builder flag" if fp16_flag else "FP32",
         env.gpu_name,
         " ".join(profile.trtexec().values()),
+        implementation,
     )
     start = time.perf_counter()
-    try:
-        engine_bytes = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
-    except PolygraphyException as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "see the log above"
-        raise SaphnetError(f"TensorRT could not build {onnx_path.name}: {message}") from None
-    data = memoryview(engine_bytes)
+    data = serialize_network(trt, parsed, profile, options, fp16_flag, onnx_path.name)
     log.info("built in %.1f s, %.1f MB", time.perf_counter() - start, data.nbytes / 1e6)
 
     sidecar = Sidecar(
@@ -204,6 +209,9 @@ def build_engine(
         engine_sha256=hashlib.sha256(data).hexdigest(),
         plugin_sha256=env.plugin_sha256,
         plugin_file=plugin.name if plugin is not None and env.plugin_sha256 else None,
+        pdf_implementation=implementation,
+        pdf_ops=ops,
+        pdf_plugin_layers=plugin_layers,
         onnx_file=onnx_path.name,
         workspace_mb=options.workspace_mb,
         saphnet_version=__version__,
@@ -214,6 +222,74 @@ def build_engine(
             fh.write(data)
         write_sidecar(engine_path, sidecar, force=options.force)
     return engine_path
+
+
+def parse_onnx(
+    trt: ModuleType,
+    logger: object,
+    onnx_path: Path,
+    strongly_typed: bool,
+    without_pdf_function: bool,
+) -> tuple[object, object, object]:
+    """(builder, network, parser) of ``onnx_path``, TensorRT's own plugins registered.
+
+    ``without_pdf_function``: the parser gets the model without the PDFConv function
+    (the file stays as it is), from bytes, with the file's path so that external data
+    still resolves next to it; only the graph is serialized, never the weights.
+    """
+    init_builtin_plugins(trt, logger)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if without_pdf_function:
+        model = strip_pdf_function(onnx.load(str(onnx_path), load_external_data=False))
+        ok = parser.parse(model.SerializeToString(), str(onnx_path.resolve()))
+    else:
+        ok = parser.parse_from_file(str(onnx_path))
+    if not ok:
+        errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
+        raise SaphnetError(
+            f"TensorRT {trt.__version__} could not parse {onnx_path.name}: "
+            f"{errors[0] if errors else 'see its log above'}"
+        )
+    return builder, network, parser
+
+
+def serialize_network(
+    trt: ModuleType,
+    parsed: tuple[object, object, object],
+    profile: Profile,
+    options: BuildOptions,
+    fp16_flag: bool,
+    onnx_name: str,
+) -> memoryview:
+    """The serialized engine, built by Polygraphy with our profile, precision flags,
+    timing cache and workspace limit (TF32 off so an FP32 engine is FP32)."""
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork
+    from polygraphy.backend.trt import Profile as PolygraphyProfile
+    from polygraphy.exception import PolygraphyException
+
+    pools = (
+        {trt.MemoryPoolType.WORKSPACE: options.workspace_mb << 20} if options.workspace_mb else None
+    )
+    trt_profile = PolygraphyProfile().add(
+        profile.name, min=profile.min, opt=profile.opt, max=profile.max
+    )
+    cache = str(options.timing_cache) if options.timing_cache else None
+    config = CreateConfig(
+        fp16=fp16_flag,
+        tf32=False,
+        profiles=[trt_profile],
+        load_timing_cache=cache,
+        memory_pool_limits=pools,
+    )
+    try:
+        engine_bytes = EngineBytesFromNetwork(parsed, config=config, save_timing_cache=cache)()
+    except PolygraphyException as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "see the log above"
+        raise SaphnetError(f"TensorRT could not build {onnx_name}: {message}") from None
+    return memoryview(engine_bytes)
 
 
 def _precision_mode(

@@ -24,6 +24,18 @@ FORMAT = "saphnet-engine"
 VERSION = 1
 
 
+PDF_IMPLEMENTATIONS = {
+    "plugin": "our saphnet PDFConv plugin",
+    "function-deformconv": "the PDFConv function body: TensorRT's built-in DeformConv plugin",
+    "function-decomposed": "the PDFConv function body: GridSample and Conv layers",
+    "tensorrt-deformconv": "ONNX DeformConv: TensorRT's built-in DeformConv plugin",
+    "decomposed": "GridSample and Conv layers",
+    "none": "no PDF op in the model",
+    "unknown": "a model not written by saphnet export",
+}
+"""Values of :attr:`Sidecar.pdf_implementation` and what each means."""
+
+
 class EngineMismatchError(SaphnetError):
     """The engine was built for another GPU, TensorRT or plugin library."""
 
@@ -52,8 +64,16 @@ class Sidecar:
     onnx_sha256: str
     engine_sha256: str
     plugin_sha256: str | None = None
+    """Set only when the engine's layers use our plugin: the load demands that library."""
     plugin_file: str | None = None
     """File name only, for the message: a library is never loaded from a path read here."""
+    pdf_implementation: str | None = None
+    """What runs the PDF layers (:data:`PDF_IMPLEMENTATIONS`); None in sidecars written
+    before saphnet recorded it, which demand the plugin whenever ``plugin_sha256`` is set."""
+    pdf_ops: int | None = None
+    """PDF ops in the ONNX file (``saphnet::PDFConv`` nodes for the custom form)."""
+    pdf_plugin_layers: int | None = None
+    """Network layers that are our ``PDFConv`` plugin (equals ``pdf_ops`` for "plugin")."""
     onnx_file: str = ""
     workspace_mb: int | None = None
     saphnet_version: str = ""

@@ -22,7 +22,14 @@ from ..errors import SaphnetError
 from ..files import sha256_file
 from .profiles import Profile, format_shape
 from .sidecar import check_sidecar, read_sidecar
-from .trt_env import environment, import_cuda_memory, import_tensorrt, load_plugin, resolve_plugin
+from .trt_env import (
+    environment,
+    import_cuda_memory,
+    import_tensorrt,
+    init_builtin_plugins,
+    load_plugin,
+    resolve_plugin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class TensorRTBackend:
         self._gpu = cm.GpuContext(device)
         self._stream = cm.Stream()
         self._logger = trt.Logger(trt.Logger.WARNING)
+        init_builtin_plugins(trt, self._logger)  # engines may hold TensorRT's DeformConv plugin
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
@@ -96,9 +104,10 @@ class TensorRTBackend:
         self._out_shape: tuple[int, ...] = ()
         self._runs_at_shape = 0
         log.info(
-            "loaded %s (%s), shapes %s",
+            "loaded %s (%s, PDF layers: %s), shapes %s",
             path.name,
             self.precision,
+            (sidecar.pdf_implementation if sidecar else None) or "not recorded",
             " ".join(self.profile.trtexec().values()),
         )
 
@@ -141,12 +150,11 @@ class TensorRTBackend:
             raise RuntimeError("TensorRT execute_async_v3 failed (see its log above)")
 
     def _capture(self) -> None:
-        """Capture one enqueue into a CUDA graph; on failure run without graphs."""
+        """Capture one enqueue into a CUDA graph; on failure run without graphs (the
+        capture has been ended by then, so the stream takes plain work again)."""
         graph = self._cm.CudaGraph()
         try:
-            graph.begin(self._stream)
-            self._enqueue()
-            graph.end()
+            graph.capture(self._stream, self._enqueue)
         except RuntimeError as exc:
             graph.close()
             self._use_graphs = False

@@ -94,6 +94,20 @@ def load_plugin(trt: ModuleType, path: Path) -> str:
     return sha256_file(path)
 
 
+def init_builtin_plugins(trt: ModuleType, logger: object) -> None:
+    """Register TensorRT's own plugins (libnvinfer_plugin) with its plugin registry.
+
+    ``import tensorrt`` registers none of them, so a fresh process cannot parse ONNX
+    ``DeformConv`` nor deserialize an engine that holds TensorRT's DeformConv plugin
+    (the ``deformconv`` op form, or the PDFConv function body) until this has run.
+    Idempotent; called before every parse and every deserialization.
+    """
+    if not trt.init_libnvinfer_plugins(logger, ""):
+        log.warning(
+            "TensorRT's built-in plugins did not register: engines using its DeformConv will not load"
+        )
+
+
 def environment(trt: ModuleType, plugin_sha256: str | None, device: int = 0) -> Environment:
     """TensorRT version, GPU and plugin checksum of this machine."""
     info = import_cuda_memory().gpu_info(device)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import SaphnetError
+from .pdf_identity import OP_TYPE as PLUGIN_NAME  # the creator's name is the node's op type
+from .pdf_identity import PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -37,11 +39,6 @@ LIBRARY_NAME = "libsaphnet_plugins.so"
 # PDFCONV_VERSION of the pdfconv_api.h this module's ctypes declarations follow.
 API_VERSION = 10000
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-# TensorRT identity of the plugin: the ONNX node saphnet::PDFConv and its attributes.
-PLUGIN_NAME = "PDFConv"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "saphnet"
 
 # Status codes of pdfconv_api.h.
 SUCCESS = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fake_trt import fake_tensorrt, version_tuple
 from onnx import TensorProto, helper
 from trt_marks import HAS_TRT, needs_trt
 
@@ -99,8 +100,8 @@ def _fake_trt(version: str, fp16_flag: bool) -> types.SimpleNamespace:
 
 
 def test_precision_rules_for_tensorrt_10_and_11() -> None:
-    fp32 = OnnxSummary("input", (), fp16=False, custom_op=True)
-    fp16 = OnnxSummary("input", (), fp16=True, custom_op=True)
+    fp32 = OnnxSummary("input", (), fp16=False)
+    fp16 = OnnxSummary("input", (), fp16=True)
     trt10, trt11 = _fake_trt("10.3.0", True), _fake_trt("11.1.0", False)
     path = Path("m.onnx")
     assert _precision_mode(trt10, fp32, "fp16", path) == (False, True)  # builder flag
@@ -191,5 +192,187 @@ def test_build_and_run_engine(tmp_path: Path, tiny_config, precision: str) -> No
             backend.infer(np.zeros((1, 3, 256, 256), np.float32))
     finally:
         backend.close()
+    # the plugin library is named exactly when the engine's PDF layers are our plugin
+    assert (sidecar.pdf_implementation == "plugin") == (sidecar.plugin_sha256 is not None)
+    _check_failed_capture_falls_back(TensorRTBackend(engine), x, out, tol)
     with pytest.raises(SaphnetError, match="exists"):
         build_engine(onnx_path, engine, BuildOptions(precision))
+
+
+def _check_failed_capture_falls_back(backend, x: np.ndarray, expected: np.ndarray, tol: float):
+    """Make the enqueue that is being captured fail (the first plain one runs): the
+    capture must end, and this and later calls run plain on the same stream."""
+    calls = []
+    enqueue = backend._enqueue
+
+    def enqueue_failing_in_capture() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("TensorRT execute_async_v3 failed (test)")
+        enqueue()
+
+    backend._enqueue = enqueue_failing_in_capture
+    try:
+        for _ in range(3):  # plain, failed capture then plain, plain
+            np.testing.assert_allclose(backend.infer(x), expected, atol=tol)
+        assert not backend.uses_cuda_graph and len(calls) == 4
+    finally:
+        backend.close()
+
+
+class _RecordingParser:
+    """A real ONNX parser that keeps the model it was handed (``.received``)."""
+
+    def __init__(self, parser: object) -> None:
+        self.parser, self.received, self.path = parser, None, None
+
+    def parse(self, model: bytes, path: str | None = None) -> bool:
+        self.received, self.path = onnx.load_from_string(bytes(model)), path
+        return self.parser.parse(model, path)
+
+    def parse_from_file(self, path: str) -> bool:
+        self.received, self.path = onnx.load(path, load_external_data=False), path
+        return self.parser.parse_from_file(path)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.parser, name)
+
+
+class _ParserSpy:
+    """Real TensorRT with its ONNX parsers recorded (``.parsers``), so one test body
+    checks what the parser was handed against the fake and the real one."""
+
+    def __init__(self, trt: types.ModuleType) -> None:
+        self._trt, self.parsers = trt, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._trt, name)
+
+    def OnnxParser(self, network: object, logger: object) -> _RecordingParser:
+        self.parsers.append(_RecordingParser(self._trt.OnnxParser(network, logger)))
+        return self.parsers[-1]
+
+
+@pytest.fixture(params=["10.3.0", "10.7.0", "11.1.0", "real"])
+def trt_build(request, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """(tensorrt, plugin library) for build_engine: a fake TensorRT of the given version,
+    Polygraphy's build step replaced (see fake_trt), or the real one with our plugin."""
+    from saphnet.runtime import engine_build
+
+    if request.param == "real":
+        if not HAS_TRT:
+            pytest.skip("needs tensorrt and pycuda with an NVIDIA GPU")
+        from saphnet import plugins
+        from saphnet.runtime.trt_env import import_tensorrt
+
+        try:
+            if not plugins.has_tensorrt():
+                pytest.skip("libsaphnet_plugins.so was built without TensorRT")
+        except SaphnetError as exc:
+            pytest.skip(f"plugin library not built: {exc}")
+        trt = _ParserSpy(import_tensorrt())
+        library = plugins.library_path()
+    else:
+        trt = fake_tensorrt(request.param)
+        library = tmp_path / "libsaphnet_plugins.so"
+        library.write_bytes(b"our plugin library")
+        gpu = types.SimpleNamespace(name="Fake GPU", compute_capability="8.7")
+        cm = types.SimpleNamespace(gpu_info=lambda device=0: gpu)
+        monkeypatch.setattr("saphnet.runtime.trt_env.import_cuda_memory", lambda: cm)
+        monkeypatch.setattr(engine_build, "serialize_network", lambda *a: memoryview(b"engine"))
+    monkeypatch.setattr(engine_build, "import_tensorrt", lambda: trt)
+    return trt, library
+
+
+SMALL = "1x3x32x32:1x3x64x64:1x3x64x64"
+
+
+def test_with_the_plugin_the_parser_gets_the_model_without_the_function(
+    trt_build, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from saphnet.export.op_forms import count_pdf_nodes, pdf_function_body
+    from saphnet.files import sha256_file
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    on_disk = sha256_file(tiny_onnx)
+    engine = tmp_path / "m.engine"
+    args = [
+        "build",
+        str(tiny_onnx),
+        "-o",
+        str(engine),
+        "--shapes",
+        SMALL,
+        "--plugins",
+        str(library),
+    ]
+    assert main(args) == 0
+    assert "(PDF layers: our saphnet PDFConv plugin)" in capsys.readouterr().out
+    received = trt.parsers[-1].received
+    nodes = count_pdf_nodes(onnx.load(str(tiny_onnx), load_external_data=False))
+    assert nodes > 0 and count_pdf_nodes(received) == nodes
+    assert pdf_function_body(received) is None  # the parser never saw the function
+    assert trt.parsers[-1].path == str(tiny_onnx.resolve())  # external data resolves beside it
+    assert sha256_file(tiny_onnx) == on_disk  # the file stays as exported
+    sidecar = read_sidecar(engine)
+    assert (sidecar.pdf_implementation, sidecar.pdf_ops, sidecar.pdf_plugin_layers) == (
+        "plugin",
+        nodes,
+        nodes,
+    )
+    assert sidecar.plugin_sha256 == sha256_file(library)
+
+
+def test_a_build_whose_pdf_layers_are_not_our_plugin_is_refused(
+    trt_build, tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hand the parser the function as the build did before: TensorRT <= 10.6 imports it
+    ahead of our registered plugin, and the build must say so instead of writing an
+    engine whose sidecar claims our kernels; >= 10.7 prefers the plugin."""
+    from saphnet.runtime import engine_build
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    monkeypatch.setattr(engine_build, "strip_pdf_function", lambda model: model)
+    engine = tmp_path / "m.engine"
+    options = BuildOptions(shapes=SMALL, plugins=library)
+    if version_tuple(trt.__version__) >= (10, 7):
+        assert read_sidecar(build_engine(tiny_onnx, engine, options)).pdf_implementation == "plugin"
+        return
+    with pytest.raises(SaphnetError) as exc:
+        build_engine(tiny_onnx, engine, options)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"TensorRT {trt.__version__} made 0 of the" in message
+    assert "ModulatedDeformConv2d plugin layers" in message
+    assert not engine.exists() and not (tmp_path / "m.engine.json").exists()
+
+
+def test_without_the_plugin_the_function_builds_and_says_so_once(
+    trt_build, tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    from saphnet import plugins
+    from saphnet.export.op_forms import pdf_function_body
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.pdf_layers import OUR_PLUGIN
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, _ = trt_build
+    if trt.get_plugin_registry().get_creator(*OUR_PLUGIN) is not None:
+        pytest.skip("our plugin is registered in this process already; needs a fresh one")
+
+    def no_library() -> Path:
+        raise SaphnetError("libsaphnet_plugins.so not found")
+
+    monkeypatch.setattr(plugins, "library_path", no_library)
+    with caplog.at_level("WARNING"):
+        engine = build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions(shapes=SMALL))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    said = [w for w in warnings if "no saphnet plugin library" in w]
+    assert len(said) == 1 and "\n" not in said[0] and "DeformConv" in said[0]
+    assert pdf_function_body(trt.parsers[-1].received) == "deformconv"
+    sidecar = read_sidecar(engine)
+    assert sidecar.pdf_implementation == "function-deformconv"
+    assert sidecar.plugin_sha256 is None and sidecar.pdf_plugin_layers == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,6 +216,22 @@ def test_engine_for_another_tensorrt_is_refused_at_load(
     assert deblur(backend, rgb, overlap=16).shape == rgb.shape  # larger than the profile: tiled
     backend.close()
     sidecar = read_sidecar(engine)
+    assert sidecar.pdf_implementation == "tensorrt-deformconv" and sidecar.plugin_sha256 is None
+    # TensorRT's own DeformConv plugin is in the engine: a fresh process (where nothing
+    # has registered TensorRT's plugins yet) must load and run it too.
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np; from saphnet.runtime.tensorrt_backend import TensorRTBackend; "
+            "b = TensorRTBackend(sys.argv[1]); b.infer(np.zeros((1, 3, 64, 64), np.float32)); b.close()",
+            str(engine),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
     write_sidecar(engine, replace(sidecar, tensorrt="9.9.9"), force=True)
     with pytest.raises(EngineMismatchError, match=r"TensorRT 9\.9\.9"):
         TensorRTBackend(engine)

@@ -1,16 +1,24 @@
-"""The TensorRT backend's bookkeeping, run against fakes of TensorRT and pycuda so it
-is checked on every machine: sidecar check before loading, profile limits, buffers
-that grow only, one plain enqueue per new shape, then a CUDA graph captured and
-replayed, and dropped when the shape changes. (Real TensorRT: test_build, test_runtime.)"""
+"""The TensorRT backend's bookkeeping, run against fakes of TensorRT, pycuda and the CUDA
+driver so it is checked on every machine: sidecar check before loading, TensorRT's own
+plugins registered before deserializing, profile limits, buffers that grow only, one
+plain enqueue per new shape, then a CUDA graph captured (by the real
+:class:`~saphnet.runtime.cuda_memory.CudaGraph` on a fake driver) and replayed, dropped
+when the shape changes, and a failed capture ended before plain execution takes over.
+(Real TensorRT: test_build, test_runtime.)"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
+import sys
 import types
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_trt import FakeRegistry, fake_tensorrt
 
 from saphnet.errors import SaphnetError
 from saphnet.runtime import tensorrt_backend
@@ -20,14 +28,64 @@ from saphnet.runtime.sidecar import EngineMismatchError, Sidecar, write_sidecar
 PROFILE = [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 128, 128)]
 
 
+CUDA_ERROR_ILLEGAL_STATE = 401
+CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901
+
+
 class FakeDevice:
-    """Device memory and a log of what ran on the stream."""
+    """Device memory, a log of what ran on the stream, and the CUDA driver's graph calls
+    as :class:`CudaGraph` makes them through ctypes: work enqueued while the stream
+    captures is recorded, not run, as on a real GPU."""
 
     def __init__(self) -> None:
         self.memory: dict[int, np.ndarray] = {}
         self.next = 1
         self.capturing: list | None = None
         self.log: list[str] = []
+        self.graphs: dict[int, list] = {}
+        self.live_graphs: set[int] = set()
+        self.fail_capture = False
+        """TensorRT fails the enqueue it is asked to capture."""
+
+    def _handle(self) -> int:
+        self.next += 1
+        return self.next
+
+    def cuStreamBeginCapture_v2(self, stream, mode) -> int:
+        if self.capturing is not None:
+            return CUDA_ERROR_ILLEGAL_STATE
+        self.capturing = []
+        return 0
+
+    def cuStreamEndCapture(self, stream, graph_out) -> int:
+        if self.capturing is None:
+            return CUDA_ERROR_ILLEGAL_STATE
+        handle = self._handle()
+        self.graphs[handle], self.capturing = self.capturing, None
+        self.live_graphs.add(handle)
+        graph_out._obj.value = handle
+        return 0
+
+    def cuGraphInstantiateWithFlags(self, exec_out, graph, flags) -> int:
+        handle = self._handle()
+        self.graphs[handle] = self.graphs[graph.value]
+        exec_out._obj.value = handle
+        self.log.append("capture")
+        return 0
+
+    def cuGraphLaunch(self, graph_exec, stream) -> int:
+        self.log.append("graph")
+        for op in self.graphs[graph_exec.value]:
+            op()
+        return 0
+
+    def cuGraphExecDestroy(self, graph_exec) -> int:
+        self.log.append("drop graph")
+        return 0
+
+    def cuGraphDestroy(self, graph) -> int:
+        self.live_graphs.discard(graph.value)
+        return 0
 
 
 DEV = FakeDevice()
@@ -74,23 +132,6 @@ class FakeBuffer:
         self.capacity = 0
 
 
-class FakeGraph:
-    def begin(self, stream) -> None:
-        DEV.capturing = []
-
-    def end(self) -> None:
-        self.ops, DEV.capturing = DEV.capturing, None
-        DEV.log.append("capture")
-
-    def launch(self) -> None:
-        DEV.log.append("graph")
-        for op in self.ops:
-            op()
-
-    def close(self) -> None:
-        DEV.log.append("drop graph")
-
-
 class FakeContext:
     def __init__(self) -> None:
         self.shapes: dict[str, tuple] = {}
@@ -114,6 +155,8 @@ class FakeContext:
             DEV.memory[dst][:n] = DEV.memory[src][:n] * 0.5
 
         if DEV.capturing is not None:
+            if DEV.fail_capture:
+                return False
             DEV.capturing.append(run)
         else:
             DEV.log.append("enqueue")
@@ -144,20 +187,23 @@ class FakeEngine:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch):
     DEV.__init__()
-    trt = types.SimpleNamespace(
-        __version__="10.3.0",
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Runtime=lambda logger: types.SimpleNamespace(
-            deserialize_cuda_engine=lambda data: FakeEngine()
-        ),
-        TensorIOMode=types.SimpleNamespace(INPUT="input", OUTPUT="output"),
-        nptype=lambda dt: dt,
-    )
+    trt = fake_tensorrt("10.3.0")
+
+    def deserialize(data: bytes) -> FakeEngine | None:
+        """An engine holding TensorRT's DeformConv plugin needs the built-in plugins."""
+        trt.events.append("deserialize")
+        if b"ModulatedDeformConv2d" in data and not trt.registry.builtin:
+            return None
+        return FakeEngine()
+
+    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=deserialize)
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
+    trt.nptype = lambda dt: dt
     cm = types.SimpleNamespace(
         GpuContext=lambda device: types.SimpleNamespace(close=lambda: None),
         Stream=lambda: types.SimpleNamespace(handle=7, synchronize=lambda: None),
         HostDeviceBuffer=FakeBuffer,
-        CudaGraph=FakeGraph,
+        CudaGraph=_cuda_memory_on(DEV, monkeypatch).CudaGraph,
         gpu_info=lambda device=0: types.SimpleNamespace(name="Fake GPU", compute_capability="9.0"),
     )
     monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: trt)
@@ -166,9 +212,25 @@ def fakes(monkeypatch: pytest.MonkeyPatch):
     return trt
 
 
-def _engine(tmp_path: Path) -> Path:
+def _cuda_memory_on(driver: FakeDevice, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """A private copy of :mod:`saphnet.runtime.cuda_memory` on a fake pycuda (the module
+    imports it) whose CUDA driver calls go to ``driver``."""
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = types.ModuleType("pycuda.driver")
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)
+    path = Path(tensorrt_backend.__file__).with_name("cuda_memory.py")
+    spec = importlib.util.spec_from_file_location("_cuda_memory_on_fake_driver", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "_driver", lambda: driver)
+    return module
+
+
+def _engine(tmp_path: Path, data: bytes = b"fake engine", **fields: object) -> Path:
     engine = tmp_path / "m.engine"
-    engine.write_bytes(b"fake engine")
+    engine.write_bytes(data)
     from saphnet.files import sha256_file
 
     profile = Profile("input", *PROFILE)
@@ -183,6 +245,7 @@ def _engine(tmp_path: Path) -> Path:
             profile.as_dict(),
             "o" * 64,
             sha256_file(engine),
+            **fields,  # type: ignore[arg-type]
         ),
     )
     return engine
@@ -237,21 +300,6 @@ def test_missing_engine_says_how_to_build_it(fakes, tmp_path: Path) -> None:
         tensorrt_backend.TensorRTBackend(tmp_path / "none.engine")
 
 
-class _FakeRegistry:
-    """TensorRT's plugin registry as far as registration uses it."""
-
-    def __init__(self, loads: bool, has_creator: bool) -> None:
-        self.loads, self.has_creator, self.loaded = loads, has_creator, []
-
-    def get_creator(self, name: str, version: str, namespace: str) -> object | None:
-        found = self.has_creator and bool(self.loaded)
-        return object() if found and (name, namespace) == ("PDFConv", "saphnet") else None
-
-    def load_library(self, path: str) -> object | None:
-        self.loaded.append(path)
-        return object() if self.loads else None
-
-
 @pytest.mark.parametrize(
     ("loads", "has_creator", "message"),
     [(True, True, None), (False, False, "could not load"), (True, False, "holds no TensorRT")],
@@ -259,7 +307,7 @@ class _FakeRegistry:
 def test_plugin_registration_loads_once_or_says_why(tmp_path, loads, has_creator, message) -> None:
     from saphnet.plugins import register_tensorrt_plugin
 
-    registry = _FakeRegistry(loads, has_creator)
+    registry = FakeRegistry(loads, has_creator)
     trt = types.SimpleNamespace(get_plugin_registry=lambda: registry)
     library = tmp_path / "libsaphnet_plugins.so"
     if message is None:
@@ -269,3 +317,80 @@ def test_plugin_registration_loads_once_or_says_why(tmp_path, loads, has_creator
     else:
         with pytest.raises(SaphnetError, match=message):
             register_tensorrt_plugin(library, trt)
+
+
+def test_a_failed_capture_is_ended_and_plain_execution_takes_over(fakes, tmp_path: Path) -> None:
+    """TensorRT fails the enqueue being captured: the capture must be ended and its
+    partial graph destroyed, or every later plain enqueue would only be recorded."""
+    backend = tensorrt_backend.TensorRTBackend(_engine(tmp_path))
+    DEV.fail_capture = True
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    for _ in range(3):  # plain, failed capture then plain, plain
+        np.testing.assert_allclose(backend.infer(x), x * 0.5)
+    assert DEV.capturing is None and not DEV.live_graphs
+    assert DEV.log == ["enqueue"] * 3 and not backend.uses_cuda_graph
+    backend.close()
+
+
+def test_builtin_plugins_are_registered_before_deserializing(fakes, tmp_path: Path) -> None:
+    """An engine holding TensorRT's own DeformConv plugin loads in a fresh process."""
+    engine = _engine(
+        tmp_path, b"engine with ModulatedDeformConv2d", pdf_implementation="tensorrt-deformconv"
+    )
+    tensorrt_backend.TensorRTBackend(engine).close()
+    assert fakes.events.index("builtin plugins") < fakes.events.index("deserialize")
+
+
+def _no_plugin_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> Path:
+        raise SaphnetError("libsaphnet_plugins.so not found; build it with `make plugins`")
+
+    monkeypatch.setattr("saphnet.plugins.library_path", missing)
+
+
+def test_the_plugin_library_is_demanded_only_by_engines_that_use_it(
+    fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_plugin_library(monkeypatch)
+    function = _engine(tmp_path, pdf_implementation="function-deformconv", pdf_ops=6)
+    tensorrt_backend.TensorRTBackend(function).close()  # no library needed, none looked up
+    assert fakes.registry.loaded == []
+    (tmp_path / "plugin").mkdir()
+    plugin = _engine(
+        tmp_path / "plugin",
+        pdf_implementation="plugin",
+        plugin_sha256="p" * 64,
+        plugin_file="lib.so",
+    )
+    with pytest.raises(SaphnetError, match=r"libsaphnet_plugins\.so not found"):
+        tensorrt_backend.TensorRTBackend(plugin)
+
+
+def test_a_sidecar_from_before_pdf_implementation_is_read_as_before(
+    fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older sidecars lack the PDF fields: they load, and one naming a plugin library
+    still demands it."""
+    from saphnet.runtime.sidecar import read_sidecar, sidecar_path
+
+    engine = _engine(tmp_path, plugin_sha256="p" * 64, plugin_file="lib.so")
+    data = json.loads(sidecar_path(engine).read_text())
+    for key in ("pdf_implementation", "pdf_ops", "pdf_plugin_layers"):
+        del data[key]
+    sidecar_path(engine).write_text(json.dumps(data))
+    assert read_sidecar(engine).pdf_implementation is None
+    _no_plugin_library(monkeypatch)
+    with pytest.raises(SaphnetError, match=r"libsaphnet_plugins\.so not found"):
+        tensorrt_backend.TensorRTBackend(engine)
+    del data["plugin_sha256"], data["plugin_file"]
+    sidecar_path(engine).write_text(json.dumps(data))
+    tensorrt_backend.TensorRTBackend(engine).close()
+
+
+def test_tensorrt_backend_and_engine_builder_import_no_torch() -> None:
+    """Engines are built and run on hosts without PyTorch (Jetson, servers)."""
+    code = (
+        "import sys; import saphnet.runtime.tensorrt_backend, saphnet.runtime.engine_build; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -134,21 +134,21 @@ def test_engine_round_trip_matches_reference(creator, dtype):
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_from_custom_op_onnx_matches_pytorch(creator, tmp_path, precision, tiny_weights):
+    import onnx
+
     from saphnet.export import export_onnx
     from saphnet.model import SAPHNet
+    from saphnet.runtime.engine_build import parse_onnx
+    from saphnet.runtime.pdf_layers import count_plugin_layers, pdf_ops
 
     model = SAPHNet.load(tiny_weights)
     path = tmp_path / f"tiny_{precision}.onnx"
     export_onnx(model, path, pdf_op="custom", precision=precision, opset=19)
 
-    builder = trt.Builder(LOGGER)
-    network = builder.create_network(STRONGLY_TYPED)
-    parser = trt.OnnxParser(network, LOGGER)
-    assert parser.parse_from_file(str(path)), [
-        str(parser.get_error(i)) for i in range(parser.num_errors)
-    ]
-    kinds = {network.get_layer(i).type for i in range(network.num_layers)}
-    assert trt.LayerType.PLUGIN_V3 in kinds  # our plugin, not the ONNX function fallback
+    # As saphnet build parses it: without the function (TensorRT <= 10.6 imports it first).
+    builder, network, _ = parse_onnx(trt, LOGGER, path, True, without_pdf_function=True)
+    ops = pdf_ops(onnx.load(str(path)))
+    assert count_plugin_layers(trt, network, ops.node_names)[0] == ops.custom > 0
     image = torch.rand(1, 3, 64, 96)
     input_name = network.get_input(0).name
     profile = builder.create_optimization_profile()

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.engine_build import BuildOptions, build_engine
-    from ..runtime.sidecar import sidecar_path
+    from ..runtime.sidecar import PDF_IMPLEMENTATIONS, read_sidecar, sidecar_path
 
     options = BuildOptions(
         precision=args.precision,
@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     engine = build_engine(args.onnx, args.output, options)
-    print(f"wrote {engine} and {sidecar_path(engine)}")
+    pdf = read_sidecar(engine).pdf_implementation  # type: ignore[union-attr]
+    print(f"wrote {engine} and {sidecar_path(engine)} (PDF layers: {PDF_IMPLEMENTATIONS[pdf]})")
     return 0

@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ..pdf_identity import DOMAIN, OP_TYPE, OP_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .pdf_conv import IntPair, PDFGeometry
-
-DOMAIN = "saphnet"
-OP_TYPE = "PDFConv"
-OP_VERSION = 1
-PLUGIN_NAMESPACE = "saphnet"
-PLUGIN_VERSION = "1"
 
 
 def pdf_conv_attributes(
