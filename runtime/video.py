@@ -425,8 +425,10 @@ def _frames(source: _Source) -> Iterator[tuple[int, int, Any]]:
 
 
 def _packets(container: Any, streams: list[Any]) -> Iterator[Any]:
+    """Packets with data and a time (NUT leaves dts unset on some; demux's flush
+    packets have neither)."""
     for packet in container.demux(streams):
-        if packet.size and packet.dts is not None:
+        if packet.size and (packet.dts is not None or packet.pts is not None):
             yield packet
 
 
@@ -483,6 +485,7 @@ def _join(
     ):
         video_out = out.add_stream_from_template(first.streams.video[0])
         video_out.time_base = plan.time_base
+        video_out.codec_context.framerate = plan.rate  # the muxer's average frame rate
         audio_in = list(source.streams.audio)
         audio_out = {}
         for stream in audio_in:
@@ -494,7 +497,7 @@ def _join(
         ) -> Iterator[tuple[Fraction, Any, Any]]:
             for packet in packets:
                 yield (
-                    packet.dts * packet.time_base,
+                    (packet.dts if packet.dts is not None else packet.pts) * packet.time_base,
                     target or audio_out[packet.stream.index],
                     packet,
                 )
@@ -511,6 +514,40 @@ def _join(
 
 
 # --- the run -----------------------------------------------------------------------
+
+
+def _prepare(
+    av: ModuleType, source: _Source, output: Path, options: EncodeOptions, resume: bool,
+    force: bool,
+) -> _Plan:  # fmt: skip
+    """Every check that can fail before a frame is deblurred."""
+    plan = _plan(av, source, output, options)
+    _check_audio(av, source, plan, output)
+    check_writable(output, force)
+    folder = partial_dir(output)
+    if folder.exists() and not (resume or force):
+        raise SaphnetError(
+            f"{folder} holds an interrupted run; pass --resume to continue it "
+            "or --force to start over"
+        )
+    return plan
+
+
+def check_video_job(
+    src: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    options: EncodeOptions | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> None:
+    """Raise the one-line error :func:`deblur_video` would raise before its first frame
+    (unreadable input, no video stream, output container, audio, existing output), so a
+    caller can check every job before it loads a model."""
+    source = open_source(src)
+    try:
+        _prepare(import_av(), source, Path(output), options or EncodeOptions(), resume, force)
+    finally:
+        source.close()
 
 
 def deblur_video(
@@ -539,9 +576,7 @@ def deblur_video(
     started = time.perf_counter()
     source = open_source(src)
     try:
-        plan = _plan(av, source, output, options)
-        _check_audio(av, source, plan, output)
-        check_writable(output, force)
+        plan = _prepare(av, source, output, options, resume, force)
         folder = partial_dir(output)
         expected = {
             "version": STATE_VERSION,
@@ -549,12 +584,7 @@ def deblur_video(
             "settings": {**plan.settings(), **(fingerprint or {})},
         }
         if folder.exists() and not resume:
-            if not force:
-                raise SaphnetError(
-                    f"{folder} holds an interrupted run; pass --resume to continue it "
-                    "or --force to start over"
-                )
-            shutil.rmtree(folder)
+            shutil.rmtree(folder)  # _prepare allowed it: --force starts over
         if folder.exists():
             state = _load_state(folder, expected, output)
         else:

@@ -93,15 +93,16 @@ def _pairs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 def run_videos(args: argparse.Namespace) -> int:
     """Deblur each video; the exit status is the number that failed."""
     from ..runtime.api import deblur, open_backend
-    from ..runtime.video import EncodeOptions, deblur_video, open_source
+    from ..runtime.video import EncodeOptions, check_video_job, deblur_video
     from .deblur import MAX_EXIT, expand_inputs
 
     files, problems = expand_inputs(args.inputs)
     if problems:
         raise SaphnetError(problems[0])
     pairs = _pairs(files, args.output)
-    for src, _ in pairs:  # unreadable inputs are reported before the model loads
-        open_source(src).close()
+    options = EncodeOptions(crf=args.crf, codec=args.video_codec)
+    for src, dst in pairs:  # bad inputs and outputs are reported before the model loads
+        check_video_job(src, dst, options, args.resume, args.force)
     backend = open_backend(
         args.backend, args.model, args.weights, args.precision, args.device, args.plugins
     )
@@ -118,7 +119,6 @@ def run_videos(args: argparse.Namespace) -> int:
         "tile": args.tile,
         "tile_overlap": args.tile_overlap,
     }
-    options = EncodeOptions(crf=args.crf, codec=args.video_codec)
     failures = 0
     try:
         for src, dst in pairs:
