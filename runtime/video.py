@@ -59,10 +59,10 @@ OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     ".m4v": ("mp4", ("libx264", "mpeg4")),
     ".mov": ("mov", ("libx264", "mpeg4")),
     ".mkv": ("matroska", ("libx264", "libvpx-vp9", "mpeg4")),
-    ".avi": ("avi", ("libx264", "mpeg4")),
     ".webm": ("webm", ("libvpx-vp9", "libvpx")),
 }
-"""Output extension -> (FFmpeg muxer, video encoders in order of preference)."""
+"""Output extension -> (FFmpeg muxer, video encoders in order of preference). AVI is read
+but not written: it has one fixed frame rate, so it cannot keep a source's timestamps."""
 
 DEFAULT_CRF = 18
 """x264's "visually lossless" end: a deblurred video should not lose its new detail."""
@@ -228,6 +228,7 @@ class _Plan:
     height: int
     time_base: Fraction
     rate: Fraction
+    """The source's average frame rate (what the output declares)."""
     crf: int
     colour: dict[str, int]
     """colorspace, color_range, color_primaries, color_trc of the source."""

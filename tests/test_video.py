@@ -378,3 +378,15 @@ def test_cli_output_folder_and_refusals(
     assert "videos are written as .mp4" in capsys.readouterr().err
     assert _cli(monkeypatch, CountingBackend(), str(a), str(b), "-o", str(tmp_path / "o.mp4")) == 2
     assert "names one file for 2 videos; give a folder" in capsys.readouterr().err
+
+
+def test_mpeg4_where_pyav_lacks_libx264(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(av, "codecs_available", av.codecs_available - {"libx264"})
+    src = make_clip(tmp_path / "a.mp4", frames=5)
+    result = deblur_video(src, tmp_path / "b.mp4", invert, options=EncodeOptions(crf=6))
+    assert result.codec == "mpeg4"
+    assert video_info(tmp_path / "b.mp4")["times"] == video_info(src)["times"]
+    got, want = decoded(tmp_path / "b.mp4"), [as_coded(invert(x)) for x in decoded(src)]
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(got, want, strict=True)]) < 3
+    with pytest.raises(SaphnetError, match=r"cannot write video as \.avi; use one of \.mp4"):
+        deblur_video(src, tmp_path / "b.avi", invert)
