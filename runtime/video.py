@@ -488,6 +488,13 @@ def _join(
         video_out.time_base = plan.time_base
         video_out.codec_context.framerate = plan.rate  # the muxer's average frame rate
         audio_in = list(source.streams.audio)
+        others = len(source.streams) - len(source.streams.video) - len(audio_in)
+        if others or len(source.streams.video) > 1:
+            log.warning(
+                "%s: only the first video stream and the audio are kept (%d other stream(s) "
+                "dropped: subtitles, data, further video)",
+                source_path, others + len(source.streams.video) - 1,
+            )  # fmt: skip
         audio_out = {}
         for stream in audio_in:
             audio_out[stream.index] = out.add_stream_from_template(stream)
