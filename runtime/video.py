@@ -1,11 +1,12 @@
 """Deblur a video frame by frame with PyAV, resumably, in bounded memory.
 
-Frames are decoded one at a time, deblurred by a callable (the CLI passes the same
-:func:`saphnet.runtime.api.deblur` call it uses for images, tiling included),
+Frames are decoded one at a time, deblurred by a callable, a few at a time (the CLI
+passes :func:`deblur_frames`: the backend and tiling of images, frames batched into one
+inference where they need no tiles and fit the memory budget),
 converted back to the source's pixel format and colour tags, and encoded with the
 source's own timestamps (pts and time base), so the frame count, size, frame rate
 and a variable frame rate all survive. Memory does not grow with the clip: one
-decoded frame, one deblurred frame and the encoder's look-ahead are alive at a time.
+batch of frames and the encoder's look-ahead are alive at a time.
 
 Resume: the encoded video goes into segment files (NUT, which keeps any time base
 exactly) in ``OUT.partial/``, each a closed, independently decodable run of frames
@@ -42,11 +43,15 @@ import numpy as np
 
 from ..errors import SaphnetError
 from ..files import atomic_output, check_writable
+from .api import deblur
+from .backend import Backend
+from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
 
 log = logging.getLogger(__name__)
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
-"""Deblurs one (H, W, 3) uint8 RGB frame into the same shape and dtype."""
+"""Deblurs (N, H, W, 3) uint8 RGB frames (N <= :attr:`EncodeOptions.batch`) into the
+same shape and dtype; :func:`deblur_frames` is the one the CLI uses."""
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts",
@@ -98,6 +103,8 @@ class EncodeOptions:
 
     crf: int = DEFAULT_CRF
     codec: str = "auto"
+    batch: int = 1
+    """Frames handed to the frame function at once."""
     segment_frames: int = 250
     """At most this many frames per segment (x264's default keyframe interval)."""
     segment_seconds: float = 60.0
@@ -286,6 +293,49 @@ def _check_audio(av: ModuleType, source: _Source, plan: _Plan, output: Path) -> 
                 f"{source.path}: its {name} audio cannot be copied into {output.suffix}; "
                 "write .mkv instead"
             )
+
+
+def frames_per_inference(
+    backend: Backend, h: int, w: int, tile: int | None, max_pixels: int, limit: int
+) -> int:
+    """How many H x W frames one inference may take: 1 when a frame is tiled, else as many
+    padded frames as fit ``max_pixels`` (the budget of one inference), at most ``limit``
+    and the engine profile's largest batch."""
+    untiled = tile is None or (
+        tile == 0 and choose_tile(h, w, getattr(backend, "max_hw", None), max_pixels) is None
+    )
+    if not untiled or limit <= 1:
+        return 1
+    padded = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE * (-(-w // PAD_MULTIPLE) * PAD_MULTIPLE)
+    n = min(limit, max(1, max_pixels // padded))
+    profile = getattr(backend, "profile", None)
+    if profile is not None:
+        n = min(n, int(profile.max[0]))
+    return max(1, n)
+
+
+def deblur_frames(
+    backend: Backend,
+    frames: np.ndarray,
+    tile: int | None = 0,
+    overlap: int = DEFAULT_OVERLAP,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames through ``backend``: in batches of
+    :func:`frames_per_inference` when a frame needs no tiles (the same padding, scaling
+    and rounding as :func:`saphnet.runtime.api.deblur`), else one by one through it."""
+    n, h, w = frames.shape[:3]
+    per_call = frames_per_inference(backend, h, w, tile, max_pixels, n)
+    if per_call == 1:
+        return np.stack([deblur(backend, f, tile, overlap, max_pixels) for f in frames])
+    out = np.empty_like(frames)
+    min_hw = getattr(backend, "min_hw", (1, 1))
+    for i in range(0, n, per_call):
+        x = np.ascontiguousarray(frames[i : i + per_call].transpose(0, 3, 1, 2), np.float32)
+        x /= np.float32(255.0)
+        y = run_padded(backend.infer, x, min_hw)
+        out[i : i + per_call] = np.clip(np.rint(y.transpose(0, 2, 3, 1) * 255.0), 0, 255)
+    return out
 
 
 # --- resumable state --------------------------------------------------------------
@@ -666,6 +716,32 @@ def _encode(
         else:
             current.path.unlink(missing_ok=True)
 
+    pending: list[tuple[int, int, np.ndarray]] = []
+
+    def deblur_pending() -> None:
+        """Deblur the pending frames in one call and encode them, closing full segments."""
+        nonlocal segment, segment_started, computed
+        frames = np.stack([rgb for _, _, rgb in pending])
+        out = frame_fn(frames)
+        if out.shape != frames.shape or out.dtype != np.uint8:
+            raise SaphnetError(
+                f"the deblurred frames are {out.shape} {out.dtype}, expected {frames.shape} uint8"
+            )
+        for (pts, duration, _), rgb in zip(pending, out, strict=True):
+            if segment is None:
+                name = f"segment-{len(state['segments']):05d}.nut"
+                segment = _Segment(av, folder / name, plan)
+                segment_started = time.perf_counter()
+            segment.add(_to_frame(av, rgb, plan, pts), duration)
+            computed += 1
+            bar.update()
+            if (
+                segment.frames >= options.segment_frames
+                or time.perf_counter() - segment_started >= options.segment_seconds
+            ):
+                close_segment()
+        pending.clear()
+
     bar = tqdm(
         total=source.frame_count(),
         unit="frame",
@@ -682,24 +758,11 @@ def _encode(
                     )
                 bar.update()
                 continue
-            rgb = frame_fn(_rgb(frame, plan.colour))
-            if rgb.shape != (plan.height, plan.width, 3) or rgb.dtype != np.uint8:
-                raise SaphnetError(
-                    f"the deblurred frame is {rgb.shape} {rgb.dtype}, "
-                    f"expected ({plan.height}, {plan.width}, 3) uint8"
-                )
-            if segment is None:
-                name = f"segment-{len(state['segments']):05d}.nut"
-                segment = _Segment(av, folder / name, plan)
-                segment_started = time.perf_counter()
-            segment.add(_to_frame(av, rgb, plan, pts), duration)
-            computed += 1
-            bar.update()
-            if (
-                segment.frames >= options.segment_frames
-                or time.perf_counter() - segment_started >= options.segment_seconds
-            ):
-                close_segment()
+            pending.append((pts, duration, _rgb(frame, plan.colour)))
+            if len(pending) >= options.batch:
+                deblur_pending()
+        if pending:
+            deblur_pending()
         if segment is not None:
             close_segment()
     except BaseException:

@@ -23,6 +23,7 @@ av = pytest.importorskip("av", reason="video needs PyAV (pip install 'saphnet[vi
 from saphnet.runtime.video import (  # noqa: E402
     EncodeOptions,
     deblur_video,
+    frames_per_inference,
     partial_dir,
 )
 
@@ -214,7 +215,8 @@ def test_resume_after_interruption_skips_finished_frames(
     src = make_clip(tmp_path / "clip.mp4", frames=20)
     dst = tmp_path / "out" / "clip.mp4"
     crashing = CountingBackend(fail_at=8)
-    assert _cli(monkeypatch, crashing, str(src), "-o", str(dst), "--crf", "0") == 1
+    one = ("--batch", "1")
+    assert _cli(monkeypatch, crashing, str(src), "-o", str(dst), "--crf", "0", *one) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"saphnet deblur: {src}: simulated crash; finished frames are kept: fix it and "
@@ -229,7 +231,7 @@ def test_resume_after_interruption_skips_finished_frames(
     assert "holds an interrupted run; pass --resume" in capsys.readouterr().err
 
     resumed = CountingBackend()
-    assert _cli(monkeypatch, resumed, str(src), "-o", str(dst), "--crf", "0", "--resume") == 0
+    assert _cli(monkeypatch, resumed, str(src), "-o", str(dst), "--crf", "0", "--resume", *one) == 0
     assert resumed.calls == 13  # frames 7..19 only
     assert video_info(dst)["times"] == video_info(src)["times"]
     assert video_info(dst)["audio"] == video_info(src)["audio"]
@@ -358,7 +360,7 @@ def test_existing_output_needs_force(
         f"saphnet deblur: error: {dst} exists; pass --force to overwrite it"
     )
     assert dst.read_bytes() == b"keep me" and backend.calls == 0
-    assert _cli(monkeypatch, backend, str(src), "-o", str(dst), "--force") == 0
+    assert _cli(monkeypatch, backend, str(src), "-o", str(dst), "--force", "--batch", "1") == 0
     assert backend.calls == 4 and len(decoded(dst)) == 4
 
 
@@ -390,3 +392,21 @@ def test_mpeg4_where_pyav_lacks_libx264(tmp_path: Path, monkeypatch: pytest.Monk
     assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(got, want, strict=True)]) < 3
     with pytest.raises(SaphnetError, match=r"cannot write video as \.avi; use one of \.mp4"):
         deblur_video(src, tmp_path / "b.avi", invert)
+
+
+def test_frames_are_batched_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_clip(tmp_path / "a.mp4", frames=10)
+    dst = tmp_path / "b.mp4"
+    backend = CountingBackend()
+    assert _cli(monkeypatch, backend, str(src), "-o", str(dst), "--crf", "0", "--batch", "4") == 0
+    assert backend.calls == 3  # 4 + 4 + 2 frames
+    assert _max_diff(decoded(dst), [as_coded(invert(x)) for x in decoded(src)]) <= 2
+    # a budget of two padded 48x64 frames allows two per inference; tiled frames go alone
+    pair = 2 * 48 * 64
+    assert frames_per_inference(backend, H, W, 0, pair, limit=8) == 2
+    assert frames_per_inference(backend, H, W, 32, pair, limit=8) == 1
+    assert frames_per_inference(backend, H, W, 0, pair - 1, limit=8) == 1
+    backend.profile = type("P", (), {"max": (3, 3, 64, 64)})()  # an engine's largest batch
+    assert frames_per_inference(backend, H, W, 0, 10 * pair, limit=8) == 3

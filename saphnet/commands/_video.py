@@ -52,6 +52,14 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     g.add_argument(
+        "--batch",
+        type=int_at_least(1),
+        default=4,
+        metavar="N",
+        help="frames per inference, as many as fit --max-megapixels and the engine's "
+        "profile; tiled frames go one by one (default: %(default)s)",
+    )
+    g.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted video run from OUT.partial/ without redoing "
@@ -92,15 +100,15 @@ def _pairs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 def run_videos(args: argparse.Namespace) -> int:
     """Deblur each video; the exit status is the number that failed."""
-    from ..runtime.api import deblur, open_backend
-    from ..runtime.video import EncodeOptions, check_video_job, deblur_video
+    from ..runtime.api import open_backend
+    from ..runtime.video import EncodeOptions, check_video_job, deblur_frames, deblur_video
     from .deblur import MAX_EXIT, expand_inputs
 
     files, problems = expand_inputs(args.inputs)
     if problems:
         raise SaphnetError(problems[0])
     pairs = _pairs(files, args.output)
-    options = EncodeOptions(crf=args.crf, codec=args.video_codec)
+    options = EncodeOptions(crf=args.crf, codec=args.video_codec, batch=args.batch)
     for src, dst in pairs:  # bad inputs and outputs are reported before the model loads
         check_video_job(src, dst, options, args.resume, args.force)
     backend = open_backend(
@@ -108,8 +116,8 @@ def run_videos(args: argparse.Namespace) -> int:
     )
     max_pixels = int(args.max_megapixels * 1e6)
 
-    def frame_fn(rgb):
-        return deblur(backend, rgb, args.tile or 0, args.tile_overlap, max_pixels)
+    def frame_fn(frames):
+        return deblur_frames(backend, frames, args.tile or 0, args.tile_overlap, max_pixels)
 
     fingerprint = {
         "backend": backend.name,
