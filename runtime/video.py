@@ -30,6 +30,7 @@ import heapq
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,7 @@ from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE, choose_ti
 log = logging.getLogger(__name__)
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
-"""Deblurs (N, H, W, 3) uint8 RGB frames (N <= :attr:`EncodeOptions.batch`) into the
+"""Deblurs (N, H, W, 3) uint8 (uint16 for 10-bit video) RGB frames (N <= :attr:`EncodeOptions.batch`) into the
 same shape and dtype; :func:`deblur_frames` is the one the CLI uses."""
 
 VIDEO_EXTENSIONS = (
@@ -73,7 +74,6 @@ DEFAULT_CRF = 18
 """x264's "visually lossless" end: a deblurred video should not lose its new detail."""
 
 STATE_VERSION = 1
-_PIX_FMTS_8BIT = ("yuv420p", "yuv422p", "yuv444p", "yuvj420p", "yuvj422p", "yuvj444p")
 
 
 def import_av() -> ModuleType:
@@ -202,17 +202,25 @@ def _choose_codec(av: ModuleType, output: Path, requested: str) -> tuple[str, st
 
 
 def _pix_fmt(av: ModuleType, codec: str, source_fmt: str, width: int, height: int) -> str:
-    """The source's 8-bit YUV layout when the encoder takes it, else yuv420p (4:4:4 for odd
-    sizes, which 4:2:0 cannot hold)."""
+    """The source's YUV layout (4:2:0, 4:2:2, 4:4:4) and, for sources deeper than 8 bits,
+    10 bits, where the encoder takes them; else yuv420p. Odd sizes need 4:4:4."""
     formats = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
-    choice = source_fmt if source_fmt in _PIX_FMTS_8BIT else "yuv420p"
-    if choice.startswith("yuvj"):  # full range is tagged with color_range instead
-        choice = "yuv" + choice[4:]
-    if (width % 2 or height % 2) and choice != "yuv444p":
-        choice = "yuv444p"
-    if formats and choice not in formats:
-        choice = formats[0]
-    return choice
+    match = re.fullmatch(r"yuvj?(4[24][024])p(\d*)(le|be)?", source_fmt)
+    layout = match.group(1) if match else "420"
+    if width % 2 or height % 2:
+        layout = "444"
+    deep = bool(match and match.group(2) and int(match.group(2)) > 8)
+    candidates = ([f"yuv{layout}p10le"] if deep else []) + [f"yuv{layout}p", "yuv420p"]
+    for name in candidates:
+        if not formats or name in formats:
+            if deep and not name.endswith("10le"):
+                log.warning("%s has no 10-bit %s; writing 8 bits", codec, layout)
+            return name
+    return formats[0]
+
+
+def _bits(pix_fmt: str) -> int:
+    return 16 if pix_fmt.endswith("10le") else 8
 
 
 def _encoder_options(codec: str, crf: int) -> dict[str, str]:
@@ -321,7 +329,7 @@ def deblur_frames(
     overlap: int = DEFAULT_OVERLAP,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """(N, H, W, 3) uint8 frames through ``backend``: in batches of
+    """(N, H, W, 3) uint8 or uint16 frames through ``backend``: in batches of
     :func:`frames_per_inference` when a frame needs no tiles (the same padding, scaling
     and rounding as :func:`saphnet.runtime.api.deblur`), else one by one through it."""
     n, h, w = frames.shape[:3]
@@ -330,11 +338,12 @@ def deblur_frames(
         return np.stack([deblur(backend, f, tile, overlap, max_pixels) for f in frames])
     out = np.empty_like(frames)
     min_hw = getattr(backend, "min_hw", (1, 1))
+    scale = float(np.iinfo(frames.dtype).max)
     for i in range(0, n, per_call):
         x = np.ascontiguousarray(frames[i : i + per_call].transpose(0, 3, 1, 2), np.float32)
-        x /= np.float32(255.0)
+        x /= np.float32(scale)
         y = run_padded(backend.infer, x, min_hw)
-        out[i : i + per_call] = np.clip(np.rint(y.transpose(0, 2, 3, 1) * 255.0), 0, 255)
+        out[i : i + per_call] = np.clip(np.rint(y.transpose(0, 2, 3, 1) * scale), 0, scale)
     return out
 
 
@@ -426,10 +435,12 @@ class _Segment:
             self.container.close()
 
 
-def _rgb(frame: Any, colour: dict[str, int]) -> np.ndarray:
-    """A decoded frame as (H, W, 3) uint8 RGB, with the source's YUV matrix and range."""
+def _rgb(frame: Any, plan: _Plan) -> np.ndarray:
+    """A decoded frame as (H, W, 3) RGB, uint8 or (for 10-bit output) uint16, with the
+    source's YUV matrix and range."""
+    colour = plan.colour
     return frame.to_ndarray(
-        format="rgb24",
+        format="rgb48le" if _bits(plan.pix_fmt) > 8 else "rgb24",
         src_colorspace=_matrix(colour["colorspace"]),
         src_color_range=colour["color_range"] or None,
     )
@@ -441,7 +452,8 @@ def _matrix(colorspace: int) -> int | None:
 
 
 def _to_frame(av: ModuleType, rgb: np.ndarray, plan: _Plan, pts: int) -> Any:
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=rgb_format)
     frame = frame.reformat(
         format=plan.pix_fmt,
         dst_colorspace=_matrix(plan.colour["colorspace"]),
@@ -537,6 +549,8 @@ def _join(
         video_out = out.add_stream_from_template(first.streams.video[0])
         video_out.time_base = plan.time_base
         video_out.codec_context.framerate = plan.rate  # the muxer's average frame rate
+        for name, value in plan.colour.items():  # NUT keeps no colour tags; the source's
+            setattr(video_out.codec_context, name, value)
         audio_in = list(source.streams.audio)
         others = len(source.streams) - len(source.streams.video) - len(audio_in)
         if others or len(source.streams.video) > 1:
@@ -723,9 +737,10 @@ def _encode(
         nonlocal segment, segment_started, computed
         frames = np.stack([rgb for _, _, rgb in pending])
         out = frame_fn(frames)
-        if out.shape != frames.shape or out.dtype != np.uint8:
+        if out.shape != frames.shape or out.dtype != frames.dtype:
             raise SaphnetError(
-                f"the deblurred frames are {out.shape} {out.dtype}, expected {frames.shape} uint8"
+                f"the deblurred frames are {out.shape} {out.dtype}, "
+                f"expected {frames.shape} {frames.dtype}"
             )
         for (pts, duration, _), rgb in zip(pending, out, strict=True):
             if segment is None:
@@ -758,7 +773,7 @@ def _encode(
                     )
                 bar.update()
                 continue
-            pending.append((pts, duration, _rgb(frame, plan.colour)))
+            pending.append((pts, duration, _rgb(frame, plan)))
             if len(pending) >= options.batch:
                 deblur_pending()
         if pending:
