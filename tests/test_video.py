@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -242,6 +244,29 @@ def test_resume_after_interruption_skips_finished_frames(
     assert video_info(dst)["audio"] == video_info(src)["audio"]
     assert _max_diff(decoded(dst), [as_coded(invert(x)) for x in decoded(src)]) <= 2
     assert not partial_dir(dst).exists()
+
+
+def test_sigterm_keeps_finished_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=10)
+    dst = tmp_path / "o.mp4"
+
+    class Terminated(CountingBackend):
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            if self.calls == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().infer(batch)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    assert _cli(monkeypatch, Terminated(), str(src), "-o", str(dst), "--batch", "1") == 130
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored
+    assert "interrupted" in capsys.readouterr().err
+    state = json.loads((partial_dir(dst) / "state.json").read_text())
+    assert sum(s["frames"] for s in state["segments"]) == 6
+    resumed = CountingBackend()
+    assert _cli(monkeypatch, resumed, str(src), "-o", str(dst), "--batch", "1", "--resume") == 0
+    assert resumed.calls == 4 and len(decoded(dst)) == 10
 
 
 def test_killed_run_redoes_only_the_unrecorded_segment(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -128,6 +129,9 @@ def run_videos(args: argparse.Namespace) -> int:
         "tile_overlap": args.tile_overlap,
     }
     failures = 0
+    # A scheduler's or `docker stop`'s SIGTERM ends the run like Ctrl-C: the open segment
+    # is closed and recorded, so --resume loses nothing.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for src, dst in pairs:
             try:
@@ -153,5 +157,10 @@ def run_videos(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         backend.close()
     return min(failures, MAX_EXIT)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
