@@ -1,12 +1,12 @@
 """Deblur a video frame by frame with PyAV, resumably, in bounded memory.
 
-Frames are decoded one at a time, deblurred by a callable, a few at a time (the CLI
-passes :func:`deblur_frames`: the backend and tiling of images, frames batched into one
-inference where they need no tiles and fit the memory budget),
-converted back to the source's pixel format and colour tags, and encoded with the
-source's own timestamps (pts and time base), so the frame count, size, frame rate
-and a variable frame rate all survive. Memory does not grow with the clip: one
-batch of frames and the encoder's look-ahead are alive at a time.
+Frames are decoded one at a time and deblurred a few at a time by a callable (the CLI
+passes :func:`deblur_frames`: the backend and tiling of images, with frames batched
+into one inference where they need no tiles and fit the memory budget); they go back
+to the source's YUV layout, bit depth (8, or 10 for deeper sources) and colour tags
+and are encoded with the source's own timestamps (pts and time base), so the frame
+count, size, frame rate and a variable frame rate all survive. Memory does not grow
+with the clip: one batch of frames and the encoder's look-ahead are alive at a time.
 
 Resume: the encoded video goes into segment files (NUT, which keeps any time base
 exactly) in ``OUT.partial/``, each a closed, independently decodable run of frames
@@ -51,8 +51,8 @@ from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE, choose_ti
 log = logging.getLogger(__name__)
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
-"""Deblurs (N, H, W, 3) uint8 (uint16 for 10-bit video) RGB frames (N <= :attr:`EncodeOptions.batch`) into the
-same shape and dtype; :func:`deblur_frames` is the one the CLI uses."""
+"""Deblurs (N, H, W, 3) RGB frames, uint8 (uint16 for 10-bit video), N at most
+:attr:`EncodeOptions.batch`, into the same shape and dtype (the CLI's: :func:`deblur_frames`)."""
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts",
@@ -287,13 +287,19 @@ def _plan(av: ModuleType, source: _Source, output: Path, options: EncodeOptions)
     )
 
 
-def _check_audio(av: ModuleType, source: _Source, plan: _Plan, output: Path) -> None:
-    """Refuse before any work when the output container cannot hold the source's audio."""
+def _check_container(av: ModuleType, source: _Source, plan: _Plan, output: Path) -> None:
+    """Refuse before any work when the output container cannot hold the encoder's video
+    or the source's audio."""
     probe = av.open(os.devnull, "w", format=plan.muxer)
     try:
         supported = probe.supported_codecs
     finally:
         probe.close()
+    if av.codec.Codec(plan.codec, "w").canonical_name not in supported:
+        raise SaphnetError(
+            f"{output}: {output.suffix} cannot hold {plan.codec} video; "
+            "use --video-codec auto or another container"
+        )
     for stream in source.audio:
         name = stream.codec_context.name
         if name not in supported:
@@ -594,7 +600,7 @@ def _prepare(
 ) -> _Plan:  # fmt: skip
     """Every check that can fail before a frame is deblurred."""
     plan = _plan(av, source, output, options)
-    _check_audio(av, source, plan, output)
+    _check_container(av, source, plan, output)
     check_writable(output, force)
     folder = partial_dir(output)
     if folder.exists() and not (resume or force):

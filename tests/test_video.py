@@ -422,6 +422,9 @@ def test_mpeg4_where_pyav_lacks_libx264(tmp_path: Path, monkeypatch: pytest.Monk
     assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(got, want, strict=True)]) < 3
     with pytest.raises(SaphnetError, match=r"cannot write video as \.avi; use one of \.mp4"):
         deblur_video(src, tmp_path / "b.avi", invert)
+    no_audio = make_clip(tmp_path / "c.mp4", frames=2, audio=False)
+    with pytest.raises(SaphnetError, match=r"\.webm cannot hold mpeg4 video; use --video-codec"):
+        deblur_video(no_audio, tmp_path / "c.webm", invert, options=EncodeOptions(codec="mpeg4"))
 
 
 def test_frames_are_batched_within_the_budget(
