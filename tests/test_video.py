@@ -488,3 +488,16 @@ def test_pixel_format_depth_and_colour_tags_follow_the_source(
         # saturated test pattern (forcing 8 bits here measured 34.1 dB, 10 bits 35.5 dB)
         errors = (np.stack(got) - np.stack(source)) / 65535
         assert 10 * np.log10(1 / np.mean(errors**2)) > 35
+
+
+def test_cli_defaults_match_the_library_and_import_no_numpy() -> None:
+    import subprocess
+    import sys
+
+    from saphnet.commands import _video
+    from saphnet.runtime.video import DEFAULT_CRF
+
+    assert _video.CRF == DEFAULT_CRF
+    code = "import sys, saphnet.cli as c; c.build_parser(); print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

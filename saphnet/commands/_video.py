@@ -18,6 +18,9 @@ from ._args import int_at_least
 log = logging.getLogger(__name__)
 
 CODECS = ("auto", "libx264", "libvpx-vp9", "mpeg4")
+CRF = 18
+"""= saphnet.runtime.video.DEFAULT_CRF (a test checks), restated so that building the
+parser imports no numpy and ``saphnet --help`` stays fast."""
 
 
 def _crf(text: str) -> int:
@@ -29,8 +32,6 @@ def _crf(text: str) -> int:
 
 def add_video_arguments(p: argparse.ArgumentParser) -> None:
     """The options that only videos use."""
-    from ..runtime.video import DEFAULT_CRF
-
     g = p.add_argument_group(
         "video",
         "Inputs .mp4, .mkv, .mov, .avi, .webm, ... (anything PyAV reads) are deblurred "
@@ -40,7 +41,7 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--crf",
         type=_crf,
-        default=DEFAULT_CRF,
+        default=CRF,
         metavar="Q",
         help="video quality, lower is better: x264/VP9 CRF; mpeg4 uses qscale ~Q/6 "
         "(default: %(default)s)",
