@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ._args import int_at_least
+from ._video import add_video_arguments, run_videos, video_inputs
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ MAX_EXIT = 125
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deblur",
-        help="deblur images (files, folders, globs)",
+        help="deblur images (files, folders, globs) and videos",
         description="Deblur images. Outputs keep the input's name, bit depth, gray/colour and alpha; "
         "the exit status is the number of inputs that failed.",
     )
@@ -78,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="largest untiled image (memory budget, default 2.1)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_video_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -133,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     from ..images import read_image, write_image
     from ..runtime.api import deblur, open_backend
 
+    if video_inputs(args.inputs):
+        return run_videos(args)
     files, problems = expand_inputs(args.inputs)
     pairs, collisions = output_paths(files, args.output)
     problems += collisions
