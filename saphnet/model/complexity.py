@@ -52,10 +52,22 @@ def _conv_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.T
     return 0
 
 
-def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
-    """Parameters and MACs of the network for one ``height`` x ``width`` image."""
+def _trace(config: SAPHNetConfig, height: int, width: int, kinds: tuple[type, ...], hook) -> SAPHNet:
+    """Run the network on the ``meta`` device with ``hook`` on every module of ``kinds``."""
     with torch.device("meta"):
         model = SAPHNet(config).eval()
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, config.in_channels, height, width, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return model
+
+
+def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
+    """Parameters and MACs of the network for one ``height`` x ``width`` image."""
     totals = {"all": 0, "pdf": 0, "attention": 0}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -67,12 +79,21 @@ def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
             totals["attention"] += macs
 
     kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, PDFConv2d, LinearAttention)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        with torch.no_grad():
-            model(torch.empty(1, config.in_channels, height, width, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
+    model = _trace(config, height, width, kinds, hook)
     params = sum(p.numel() for p in model.parameters())
     return Complexity(height, width, params, totals["all"], totals["pdf"], totals["attention"])
+
+
+def pdf_layer_shapes(
+    config: SAPHNetConfig, height: int, width: int
+) -> list[tuple[int, int, int, int, int]]:
+    """(N, C, H, W, K) of the input of every PDF convolution call for one image, in call
+    order: what the kernels must be right and fast at (the patch levels run batched)."""
+    shapes = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        n, c, h, w = inputs[0].shape
+        shapes.append((int(n), int(c), int(h), int(w), module.kernel))
+
+    _trace(config, height, width, (PDFConv2d,), hook)
+    return shapes
