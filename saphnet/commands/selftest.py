@@ -43,19 +43,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="where a plugin library for this GPU is built when none holds its code "
         "(default: ~/.cache/saphnet)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an earlier report (default: refuse)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite an earlier report (default: refuse)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..selftest import Options, run_selftest
+    from ..selftest import STAGES, Options, run_selftest
     from ..selftest.report import check_outputs, write_report
 
     check_outputs(args.output, args.force)
     options = Options(quick=args.quick, engine_dir=args.engine_dir, build_dir=args.build_dir)
-    with tqdm(total=8, unit="stage", desc="selftest", disable=None) as bar:
+    with tqdm(total=len(STAGES), unit="stage", desc="selftest", disable=None) as bar:
         report = run_selftest(options, bar.update)
     written = write_report(report, args.output, args.force)
     for stage in report.stages:

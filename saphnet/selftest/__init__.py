@@ -17,6 +17,20 @@ from .report import FAILED, Report, Stage, StageSkipped, run_stage
 log = logging.getLogger(__name__)
 
 
+# (name, title, correctness): the order they run in.
+STAGES = (
+    ("environment", "Environment", True),
+    ("kernels-host", "Host build vs float64 reference (CPU)", True),
+    ("onnxruntime", "ONNX Runtime vs PyTorch (CPU)", True),
+    ("kernels-cuda", "CUDA kernels vs float64 reference", True),
+    ("sanitizer", "compute-sanitizer", True),
+    ("op-speed", "Operator speed", False),
+    ("network", "Whole network at 720x1280", True),
+    ("tensorrt", "TensorRT engines", True),
+)
+GPU_STAGES = ("kernels-cuda", "sanitizer", "op-speed", "network", "tensorrt")
+
+
 @dataclass(frozen=True)
 class Options:
     quick: bool = False
@@ -64,9 +78,7 @@ def _environment(stage: Stage, options: Options, report: Report) -> None:
     if gpu is not None:
         major, minor = str(gpu["compute capability"]).split(".")
         capability = (int(major), int(minor))
-    stage.info.update(
-        environment.plugin_library(capability, options.build_dir or cache_dir())
-    )
+    stage.info.update(environment.plugin_library(capability, options.build_dir or cache_dir()))
 
 
 def _host_kernels(stage: Stage, options: Options) -> None:
@@ -123,7 +135,7 @@ def _op_speed(stage: Stage, options: Options, report: Report) -> None:
         f"CUDA-event median of {repeats} runs after {warmup} warm-up runs; TFLOP/s = "
         "2 C_out C_in K^2 Ho Wo N / time; speedup = torchvision ms / ms at the same dtype"
     )
-    grid = [s for s in shapes.model_shapes((shapes.SPEED_SIZE,))]
+    grid = list(shapes.model_shapes((shapes.SPEED_SIZE,)))
     if options.quick:
         grid = [s for s in grid if s.label.startswith("paper")]
     stage.rows = op_speed.measure(grid, warmup, repeats, peak)
@@ -162,27 +174,24 @@ def run_selftest(options: Options, progress=None) -> Report:
             "device": f"CPU only ({platform.machine()})",
         }
     )
-    plan = [
-        ("environment", "Environment", True, lambda s: _environment(s, options, report)),
-        ("kernels-host", "Host build vs float64 reference (CPU)", True,
-         lambda s: _host_kernels(s, options)),
-        ("onnxruntime", "ONNX Runtime vs PyTorch (CPU)", True, lambda s: _onnxruntime(s, options)),
-        ("kernels-cuda", "CUDA kernels vs float64 reference", True,
-         lambda s: _cuda_kernels(s, options)),
-        ("sanitizer", "compute-sanitizer", True, lambda s: _sanitizer(s, options)),
-        ("op-speed", "Operator speed", False, lambda s: _op_speed(s, options, report)),
-        ("network", "Whole network at 720x1280", True, lambda s: _network(s, options)),
-        ("tensorrt", "TensorRT engines", True, lambda s: _tensorrt(s, options)),
-    ]  # fmt: skip
+    bodies = {
+        "environment": lambda s: _environment(s, options, report),
+        "kernels-host": lambda s: _host_kernels(s, options),
+        "onnxruntime": lambda s: _onnxruntime(s, options),
+        "kernels-cuda": lambda s: _cuda_kernels(s, options),
+        "sanitizer": lambda s: _sanitizer(s, options),
+        "op-speed": lambda s: _op_speed(s, options, report),
+        "network": lambda s: _network(s, options),
+        "tensorrt": lambda s: _tensorrt(s, options),
+    }
     start = time.perf_counter()
-    for name, title, correctness, body in plan:
+    for name, title, correctness in STAGES:
         stage = Stage(name, title, correctness)
         report.stages.append(stage)
-        if name != "environment" and report.stage("environment").status == FAILED:
-            if name not in ("kernels-host", "onnxruntime"):
-                stage.reason = "the environment stage failed"
-                continue
-        run_stage(stage, body, log)
+        if name in GPU_STAGES and report.stage("environment").status == FAILED:
+            stage.reason = "the environment stage failed (see its reason)"
+        else:
+            run_stage(stage, bodies[name], log)
         if progress is not None:
             progress(1)
     report.header["seconds"] = round(time.perf_counter() - start, 1)

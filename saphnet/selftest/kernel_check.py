@@ -12,8 +12,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from .report import FAILED, Stage
 from .shapes import OpShape, Variant
 

@@ -29,7 +29,9 @@ def check(stage: Stage, quick: bool) -> None:
         for p, t in DEFAULT_THRESHOLDS.items()
         if p in precisions
     }
-    stage.info["images"] = ", ".join(f"{name} {img.shape[1]}x{img.shape[2]}" for name, img in images)
+    stage.info["images"] = ", ".join(
+        f"{name} {img.shape[1]}x{img.shape[2]}" for name, img in images
+    )
     with tempfile.TemporaryDirectory(prefix="saphnet-selftest-") as folder:
         paths = []
         for precision in precisions:

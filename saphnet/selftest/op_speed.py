@@ -101,7 +101,9 @@ def implementations(shape: OpShape, tensors, deform_conv2d) -> dict[str, Callabl
         impls["ours fused"] = lambda: plugins.cuda_forward(*tensors, **geometry, algo="fused")
     impls["ours direct"] = lambda: plugins.cuda_forward(*tensors, **geometry, algo="direct")
     if deform_conv2d is not None:
-        impls["torchvision"] = lambda: deform_conv2d(x, offset, weight, bias, mask=mask, **symmetric)
+        impls["torchvision"] = lambda: deform_conv2d(
+            x, offset, weight, bias, mask=mask, **symmetric
+        )
     impls["reference"] = lambda: pdf_conv_reference(*tensors, **symmetric)
     return impls
 

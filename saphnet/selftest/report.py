@@ -77,13 +77,13 @@ def run_stage(stage: Stage, body: Callable[[Stage], None], log) -> Stage:
     return stage
 
 
-def _json_safe(value: object) -> object:
+def json_safe(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -93,15 +93,17 @@ def to_json(report: Report) -> str:
         "exit_status": report.exit_status,
         "stages": [asdict(s) for s in report.stages],
     }
-    return json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
 
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
-        return f"{value:.3g}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5) else (
-            f"{value:.3f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.3g}"
+            if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5)
+            else (f"{value:.3f}".rstrip("0").rstrip("."))
         )
     if value is None:
         return "-"
@@ -209,7 +211,7 @@ def plot(report: Report, path: Path) -> None:
         labels = [b[0] for b in bars]
         values = [b[1] for b in bars]
         ax.barh(labels, values, color="tab:blue")
-        ax.set_xlim(0, max(values + [1e-12]) * 1.25)
+        ax.set_xlim(0, max([*values, 1e-12]) * 1.25)
         for y, (_, value, text) in enumerate(bars):
             if text:
                 ax.text(value, y, " " + text, va="center", fontsize=8)

@@ -63,7 +63,9 @@ def run_tool(sanitizer: str, tool: str) -> dict[str, object]:
         returncode, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         returncode = None
-        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        output = (
+            (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        )
     status, errors, reason = interpret(returncode, output)
     cases = sum(1 for ln in output.splitlines() if ln.rstrip().endswith((" ok", "MISMATCH")))
     return {"tool": tool, "status": status, "errors": errors, "cases": cases, "reason": reason}

@@ -24,8 +24,18 @@ MISMATCH = 3
 CASES = [
     OpShape("k3", 2, 13, 19, 11, 17, (3, 3), pads=(1, 1, 1, 1)),
     OpShape("k5 C 37->130", 1, 37, 130, 9, 13, (5, 5), pads=(2, 2, 2, 2)),
-    OpShape("k3 stride 2 dilation 2 pads 2,1,0,3", 2, 24, 20, 15, 18, (3, 3), (2, 2),
-            (2, 1, 0, 3), (2, 2)),  # fmt: skip
+    OpShape(
+        "k3 stride 2 dilation 2 pads 2,1,0,3",
+        2,
+        24,
+        20,
+        15,
+        18,
+        (3, 3),
+        (2, 2),
+        (2, 1, 0, 3),
+        (2, 2),
+    ),
 ]
 # (x dtype, algo, layout); the offsets are FP32 and the mask FP16 as in the exported model.
 VARIANTS = [

@@ -9,6 +9,7 @@ counts off every tile multiple) and one 3840x2160 map, where sample coordinates 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..model import SAPHNetConfig, read_config
@@ -67,26 +68,26 @@ def shipped_config() -> SAPHNetConfig:
     return read_config(weights) if weights else SAPHNetConfig()
 
 
-def model_shapes(sizes: tuple[tuple[int, int], ...]) -> list[OpShape]:
-    """Every distinct PDF layer shape of the shipped and the paper configs at ``sizes``."""
+@functools.cache
+def model_shapes(sizes: tuple[tuple[int, int], ...]) -> tuple[OpShape, ...]:
+    """Every distinct PDF layer shape of the shipped and the paper configs at ``sizes``
+    (traced once per process)."""
     shapes = []
     for name, config in (("shipped", shipped_config()), ("paper", SAPHNetConfig())):
         for h, w in sizes:
             for n, c, fh, fw, k in dict.fromkeys(pdf_layer_shapes(config, h, w)):
-                shapes.append(
-                    OpShape(
-                        f"{name} {h}x{w} {n}x{c}x{fh}x{fw}", n, c, c, fh, fw, (k, k),
-                        pads=(k // 2,) * 4,
-                    )  # fmt: skip
-                )
-    return shapes
+                label = f"{name} {h}x{w} {n}x{c}x{fh}x{fw}"
+                shapes.append(OpShape(label, n, c, c, fh, fw, (k, k), pads=(k // 2,) * 4))
+    return tuple(shapes)
 
 
 GEOMETRY = [
     OpShape("odd 37x53, stride 2", 1, 24, 40, 37, 53, (3, 3), (2, 2), (1, 1, 1, 1)),
     OpShape("dilation 2", 2, 20, 12, 31, 29, (3, 3), pads=(2, 2, 2, 2), dilation=(2, 2)),
     OpShape("asymmetric pads 2,1,0,3", 1, 13, 19, 23, 41, (5, 5), pads=(2, 1, 0, 3)),
-    OpShape("k3x5, stride 1x2, dilation 2x1", 2, 33, 9, 10, 14, (3, 5), (1, 2), (2, 2, 2, 2), (2, 1)),
+    OpShape(
+        "k3x5, stride 1x2, dilation 2x1", 2, 33, 9, 10, 14, (3, 5), (1, 2), (2, 2, 2, 2), (2, 1)
+    ),
     OpShape("batch 4, C 7->5", 4, 7, 5, 13, 11, (3, 3), pads=(1, 1, 1, 1)),
     OpShape("C 37->130, k5", 2, 37, 130, 19, 23, (5, 5), pads=(2, 2, 2, 2)),
     OpShape("k1x1", 1, 3, 1, 5, 5, (1, 1)),
@@ -97,7 +98,7 @@ UHD = OpShape("3840x2160, C 16", 1, 16, 16, 2160, 3840, (3, 3), pads=(1, 1, 1, 1
 def cuda_grid(quick: bool) -> list[OpShape]:
     """The GPU grid: the model's shapes, the geometry cases and (full run) the 4K map."""
     sizes = MODEL_SIZES_QUICK if quick else MODEL_SIZES_FULL
-    return model_shapes(sizes) + GEOMETRY + ([] if quick else [UHD])
+    return [*model_shapes(sizes), *GEOMETRY, *([] if quick else [UHD])]
 
 
 def host_grid() -> list[OpShape]:

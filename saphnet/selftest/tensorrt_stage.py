@@ -118,7 +118,9 @@ def _run(stage: Stage, trt, folder: Path, warmup: int, repeats: int, quick: bool
             backend = TensorRTBackend(engine)
             try:
                 out = run_padded(backend.infer, sample)
-                ms = percentiles(time_backend(backend.infer, speed_input, warmup, repeats))["p50_ms"]
+                ms = percentiles(time_backend(backend.infer, speed_input, warmup, repeats))[
+                    "p50_ms"
+                ]
             finally:
                 backend.close()
             report = _engine_report(reference, out, engine, precision, trt.__version__)

@@ -1,0 +1,470 @@
+"""``saphnet selftest``: the CPU run end to end (what CI can run), and every part of the GPU
+stages that can be checked without a GPU: shape grid, tolerances, verdicts, the
+sanitizer's and the library check's parsing, peak lookup, speed ratios, report format."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from saphnet import plugins
+from saphnet.cli import main
+from saphnet.errors import SaphnetError
+from saphnet.files import sha256_file
+from saphnet.model import SAPHNetConfig
+from saphnet.model.blocks import PDFConv2d
+from saphnet.model.complexity import pdf_layer_shapes
+from saphnet.ops import forced_backend, output_size, pdf_conv, pdf_conv_reference
+from saphnet.ops.pdf_conv import PDFGeometry
+from saphnet.selftest import (
+    GPU_STAGES,
+    STAGES,
+    environment,
+    kernel_check,
+    network_speed,
+    sanitizer,
+    shapes,
+)
+from saphnet.selftest.op_speed import fp16_peak
+from saphnet.selftest.report import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    Report,
+    Stage,
+    StageSkipped,
+    _panels,
+    run_stage,
+    speedups,
+    to_json,
+    to_markdown,
+)
+from saphnet.selftest.sanitizer_driver import DONE, MISMATCH
+from saphnet.selftest.tensorrt_stage import implementation_verdict, pdf_implementation
+
+try:
+    plugins.library_path()
+    HAVE_LIBRARY = True
+except SaphnetError:
+    HAVE_LIBRARY = False
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    """One ``saphnet selftest --quick`` run, shared by the tests that read its report."""
+    folder = tmp_path_factory.mktemp("selftest")
+    status = main(["selftest", "-o", str(folder), "--quick"])
+    return status, folder, json.loads((folder / "selftest.json").read_text())
+
+
+@pytest.mark.slow
+def test_cpu_run_passes_and_says_why_gpu_stages_skip(cpu_run):
+    status, _, report = cpu_run
+    stages = {s["name"]: s for s in report["stages"]}
+    assert list(stages) == [name for name, _, _ in STAGES]
+    assert status == report["exit_status"] == 0
+    assert stages["environment"]["status"] == PASSED
+    assert stages["onnxruntime"]["status"] == PASSED
+    if not torch.cuda.is_available():
+        for name in GPU_STAGES:
+            assert stages[name]["status"] == SKIPPED
+            assert "no CUDA GPU" in stages[name]["reason"]
+    for stage in stages.values():
+        assert stage["status"] in (PASSED, SKIPPED, FAILED)
+        assert stage["status"] != FAILED, stage["reason"]
+
+
+@pytest.mark.slow
+def test_cpu_run_reports_environment_and_library_checksum(cpu_run):
+    info = next(s for s in cpu_run[2]["stages"] if s["name"] == "environment")["info"]
+    assert info["torch"] == torch.__version__
+    assert "CPUExecutionProvider" in info["onnxruntime providers"]
+    if HAVE_LIBRARY:
+        assert info["plugin library"] == str(plugins.library_path())
+        assert info["plugin SHA-256"] == sha256_file(plugins.library_path())
+        assert info["plugin API version"] == plugins.version()
+
+
+@pytest.mark.slow
+def test_cpu_run_checks_host_build_on_every_variant_within_tolerance(cpu_run):
+    stage = next(s for s in cpu_run[2]["stages"] if s["name"] == "kernels-host")
+    if not HAVE_LIBRARY:
+        assert stage["status"] == SKIPPED and "no plugin library" in stage["reason"]
+        return
+    rows = stage["rows"]
+    variants = {r["variant"] for r in rows}
+    assert variants == {v.label for v in shapes.host_variants()}
+    assert {r["shape"] for r in rows} == {s.label for s in shapes.host_grid()}
+    assert len(rows) == len(shapes.host_grid()) * len(shapes.host_variants())
+    for row in rows:
+        tolerance = kernel_check.TOLERANCES[
+            "float16" if " f16 off" in row["variant"] else "float32"
+        ]
+        assert row["nonfinite"] == 0
+        assert 0 < row["max_rel"] <= tolerance.max_rel  # 0 would mean nothing was compared
+        assert row["mean_abs"] <= row["max_abs"]
+        assert row["status"] == PASSED
+    assert "float16" in stage["tolerances"] and "2^-9" in stage["tolerances"]["float16"]
+
+
+@pytest.mark.slow
+def test_cpu_run_onnxruntime_parity_meets_compare_thresholds(cpu_run):
+    stage = next(s for s in cpu_run[2]["stages"] if s["name"] == "onnxruntime")
+    assert stage["rows"]
+    for row in stage["rows"]:
+        assert row["model"] == "custom fp32"
+        assert row["PSNR dB"] == "inf" or row["PSNR dB"] >= 60
+        assert row["max_abs"] <= 1e-3 and row["nonfinite"] == 0
+    assert "PSNR >= 60 dB" in stage["tolerances"]["fp32"]
+
+
+@pytest.mark.slow
+def test_cpu_run_writes_markdown_and_png_and_refuses_to_overwrite(cpu_run, capsys):
+    _, folder, _report = cpu_run
+    md = (folder / "selftest.md").read_text()
+    assert md.startswith("# saphnet selftest: passed")
+    assert "| Host build vs float64 reference (CPU) | " in md
+    assert ("Tolerances:" in md and "no CUDA GPU" in md) or torch.cuda.is_available()
+    with Image.open(folder / "selftest.png") as png:
+        assert png.format == "PNG" and png.width > 500
+    assert main(["selftest", "-o", str(folder), "--quick"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_model_shapes_are_the_networks_pdf_layers():
+    paper = [s for s in shapes.model_shapes(((720, 1280),)) if s.label.startswith("paper")]
+    dims = {(s.batch, s.c_in, s.height, s.width, s.kernel) for s in paper}
+    # level 3: four patches of 360x640, level 2: two halves joined, level 1: the image, at 1/4
+    assert dims == {
+        (4, 128, 90, 160, (5, 5)),
+        (2, 128, 90, 320, (5, 5)),
+        (1, 128, 180, 320, (5, 5)),
+    }
+    assert all(s.out_size == (s.height, s.width) for s in paper)
+    # the DESIGN's 720p workload: 47 GFLOP per op at 180x320
+    assert paper[-1].flop == pytest.approx(2 * 128 * 57600 * 3200)
+    shipped = shapes.shipped_config()
+    ours = [s for s in shapes.model_shapes(((256, 256),)) if s.label.startswith("shipped")]
+    assert {s.c_in for s in ours} == {shipped.widths[2]}
+    assert {s.kernel for s in ours} == {(shipped.pdf_kernel,) * 2}
+
+
+def test_pdf_layer_shapes_count_every_pdf_call():
+    config = SAPHNetConfig()
+    calls = pdf_layer_shapes(config, 64, 64)
+    per_level = config.encoder_resblocks + config.decoder_resblocks
+    assert len(calls) == config.levels * per_level == 18
+    modules = sum(isinstance(m, PDFConv2d) for m in __import__("saphnet").model.SAPHNet().modules())
+    assert len(calls) == modules
+
+
+def test_grids_cover_what_the_issue_asks():
+    full, quick = shapes.cuda_grid(quick=False), shapes.cuda_grid(quick=True)
+    assert shapes.UHD in full and shapes.UHD not in quick
+    assert any("720x1280" in s.label for s in full)
+    assert not any("720x1280" in s.label for s in quick)
+    for grid in (full, quick, shapes.host_grid()):
+        assert {1, 4} <= {s.batch for s in grid}
+        assert any(s.stride != (1, 1) for s in grid)
+        assert any(s.dilation != (1, 1) for s in grid)
+        assert any(len(set(s.pads)) > 1 for s in grid)  # asymmetric
+        assert any(s.height % 2 and s.width % 2 for s in grid)  # odd sizes
+        assert any(all(c % 8 for c in (s.c_in, s.c_out)) for s in grid)
+    combos = {(v.dtype, v.offset_dtype, v.mask_dtype, v.layout) for v in shapes.cuda_variants()}
+    assert {"float32", "float16"} == {c[0] for c in combos} == {c[1] for c in combos}
+    assert {"float32", "float16"} == {c[2] for c in combos}
+    assert {"nchw", "nhwc8"} == {c[3] for c in combos}
+    assert {v.algo for v in shapes.cuda_variants()} == {"direct", "fused"}
+    assert all(v.algo == "direct" for v in shapes.cuda_variants() if v.dtype == "float32")
+
+
+@pytest.mark.parametrize("shape", [*shapes.GEOMETRY, shapes.UHD], ids=lambda s: s.label)
+def test_out_size_matches_the_reference(shape):
+    top, left, bottom, right = shape.pads
+    if (top, left) == (bottom, right):
+        geometry = PDFGeometry.of(shape.stride, (top, left), shape.dilation)
+        assert shape.out_size == output_size(shape.height, shape.width, shape.kernel, geometry)
+    if shape.height < 100:
+        tensors = kernel_check.make_inputs(shape, "cpu")
+        assert kernel_check.reference(shape, *tensors).shape[2:] == shape.out_size
+
+
+def test_inputs_are_exact_in_float16():
+    tensors = kernel_check.make_inputs(shapes.GEOMETRY[0], "cpu")
+    for t in tensors:
+        assert torch.equal(t.half().double(), t)
+    assert tensors[1].abs().max() <= kernel_check.OFFSET_RANGE
+
+
+def test_asymmetric_pads_reference_equals_symmetric_reference_crop():
+    shape = shapes.OpShape("p", 1, 3, 4, 9, 10, (3, 3), pads=(2, 1, 0, 0))
+    sym = shapes.OpShape("s", 1, 3, 4, 9, 10, (3, 3), pads=(2, 1, 2, 1))
+    x, offset, mask, weight, bias = kernel_check.make_inputs(sym, "cpu")
+    ho, wo = shape.out_size
+    full = pdf_conv_reference(x, offset, mask, weight, bias, padding=(2, 1))
+    got = kernel_check.reference(shape, x, offset[..., :ho, :wo], mask[..., :ho, :wo], weight, bias)
+    assert torch.allclose(got, full[..., :ho, :wo], atol=1e-12)
+
+
+def test_errors_and_verdict_against_the_tolerance():
+    expected = torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)
+    f16 = shapes.Variant("float16", "float16", "float16", "nchw", "fused")
+    tol = kernel_check.TOLERANCES["float16"].max_rel
+    at_tolerance = expected.clone()
+    at_tolerance[2] += 4.0 * tol
+    metrics = kernel_check.errors(expected, at_tolerance)
+    assert metrics["scale"] == 4.0 and metrics["max_abs"] == pytest.approx(4 * tol)
+    assert metrics["mean_abs"] == pytest.approx(4 * tol / 3)
+    assert kernel_check.verdict(f16, metrics) == (True, pytest.approx(1.0))
+    over = expected.clone()
+    over[2] += 4.0 * tol * 1.01
+    assert kernel_check.verdict(f16, kernel_check.errors(expected, over))[0] is False
+    f32 = shapes.Variant("float32", "float32", "float32", "nchw", "direct")
+    assert kernel_check.verdict(f32, metrics)[0] is False  # FP32 is held much tighter
+    nan = expected.clone()
+    nan[0] = math.nan
+    bad = kernel_check.errors(expected, nan)
+    assert bad["nonfinite"] == 1 and kernel_check.verdict(f16, bad)[0] is False
+
+
+@pytest.mark.skipif(not HAVE_LIBRARY, reason="plugin library not built (make plugins)")
+def test_kernel_check_fails_a_wrong_kernel(monkeypatch):
+    real = plugins.host_forward
+
+    def off_by_a_little(*args, **kwargs):
+        y = real(*args, **kwargs)
+        y.flat[0] += np.abs(y).max() * 0.01
+        return y
+
+    monkeypatch.setattr(plugins, "host_forward", off_by_a_little)
+    stage = Stage("kernels-host", "t", True, status=PASSED)
+    grid = shapes.GEOMETRY[:1]
+    kernel_check.check(stage, grid, shapes.host_variants()[:2], "cpu")
+    assert stage.status == FAILED
+    assert stage.reason == "2 of 2 cases outside tolerance"
+    assert all(r["status"] == "FAILED" and r["error/tolerance"] > 100 for r in stage.rows)
+
+
+@pytest.mark.skipif(not HAVE_LIBRARY, reason="plugin library not built (make plugins)")
+def test_host_forward_nhwc8_layout_equals_nchw():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 11, 7, 9)).astype(np.float16)
+    offset = rng.uniform(-2, 2, (2, 18, 7, 9)).astype(np.float32)
+    mask = rng.uniform(0, 1, (2, 9, 7, 9)).astype(np.float16)
+    weight = (rng.standard_normal((13, 11, 3, 3)) / 10).astype(np.float16)
+    nchw = plugins.host_forward(x, offset, mask, weight, padding=1)
+    nhwc8 = plugins.host_forward(x, offset, mask, weight, padding=1, layout="nhwc8")
+    assert nhwc8.shape == nchw.shape == (2, 13, 7, 9)
+    assert np.array_equal(nhwc8, nchw)
+    packed = plugins.pack_nhwc8(x)
+    assert packed.shape == (2, 7, 9, 16) and not packed[..., 11:].any()
+
+
+def test_forced_backend_routes_auto_and_restores():
+    calls = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, 5, 5, generator=g)
+    offset, mask = torch.zeros(1, 18, 5, 5), torch.ones(1, 9, 5, 5)
+    weight = torch.randn(3, 2, 3, 3, generator=g)
+    from saphnet.ops import dispatch
+
+    dispatch.register_backend(
+        "spy", lambda *a: calls.append(1) or pdf_conv_reference(*a), lambda *_: False, -5
+    )
+    with forced_backend("spy"):
+        pdf_conv(x, offset, mask, weight, padding=1)
+    pdf_conv(x, offset, mask, weight, padding=1)
+    assert calls == [1]
+    assert "spy" in dispatch.available_backends()
+    with pytest.raises(ValueError, match="unknown backend"), forced_backend("nope"):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("name", "peak"),
+    [
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA H200 NVL", 835.5),
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("Tesla T4", 65.0),
+        ("NVIDIA GeForce GTX 1080", None),
+        ("Orin (nvgpu)", None),
+    ],
+)
+def test_fp16_peak_lookup_by_device_name(name, peak):
+    assert fp16_peak(name) == peak
+
+
+def test_speedups_are_baseline_over_time():
+    ratios = speedups({"ours": 2.0, "torchvision": 6.0, "reference": 12.0}, "torchvision")
+    assert ratios == {"ours": 3.0, "torchvision": 1.0, "reference": 0.5}
+    assert speedups({"ours": 2.0}, "torchvision") == {"ours": None}
+
+
+def test_network_variants_and_psnr():
+    full = network_speed._variants(["reference", "torchvision", "plugin"], quick=False)
+    labels = [v[0] for v in full]
+    assert labels[0] == network_speed.BASELINE and len(labels) == len(set(labels))
+    assert {
+        "eager fp16 plugin",
+        "eager fp16 reference",
+        "graph fp16 plugin",
+        "graph fp32 plugin",
+    } <= set(labels)
+    quick = [v[0] for v in network_speed._variants(["reference", "plugin"], quick=True)]
+    assert quick == [network_speed.BASELINE, "eager fp16 plugin", "graph fp16 plugin"]
+    ref = np.zeros((1, 3, 4, 4))
+    assert network_speed.psnr(ref, ref.copy()) == math.inf
+    assert network_speed.psnr(ref, ref + 0.1) == pytest.approx(20.0)
+    assert math.isnan(network_speed.psnr(ref, ref + np.nan))
+
+
+def test_paper_network_has_no_zero_parameters():
+    model = network_speed.paper_network()
+    assert all(p.any() for p in model.parameters())
+
+
+def test_network_rows_judge_parity_and_ratios():
+    out = np.full((1, 3, 8, 8), 0.5)
+    results = {
+        network_speed.BASELINE: (40.0, out, None),
+        "eager fp16 plugin": (10.0, out + 1e-4, None),
+        "eager fp32 plugin": (20.0, out + 0.01, None),
+        "graph fp16 plugin": (float("nan"), None, "RuntimeError: capture failed"),
+    }
+    rows = {r["impl"]: r for r in network_speed._rows("shipped", results, judged=True)}
+    assert rows["eager fp16 plugin"]["speedup"] == 4.0
+    assert rows["eager fp16 plugin"]["PSNR vs fp32 dB"] == pytest.approx(80.0)
+    assert rows["eager fp16 plugin"]["status"] == "passed"
+    assert rows["eager fp32 plugin"]["status"] == "FAILED"  # 40 dB < 60 dB for FP32
+    assert rows["graph fp16 plugin"]["status"].startswith("failed: RuntimeError")
+    reported = network_speed._rows("paper", results, judged=False)
+    assert {r.get("status") for r in reported if "ms" in r} == {"reported"}
+
+
+@pytest.mark.parametrize(
+    ("returncode", "output", "status"),
+    [
+        (0, f"x ok\n{DONE}\n========= ERROR SUMMARY: 0 errors\n", PASSED),
+        (
+            86,
+            "========= Invalid __global__ read of size 4\n========= ERROR SUMMARY: 3 errors\n",
+            FAILED,
+        ),
+        (
+            0,
+            f"{DONE}\n========= RACECHECK SUMMARY: 2 hazards displayed (2 errors, 0 warnings)\n",
+            FAILED,
+        ),
+        (
+            MISMATCH,
+            "k3 float16 fused nchw rel 1e-1 MISMATCH\n========= ERROR SUMMARY: 0 errors\n",
+            FAILED,
+        ),
+        (1, "========= Error: Device not supported\n", SKIPPED),
+        (None, "", SKIPPED),
+        (139, "Segmentation fault\n", FAILED),
+    ],
+)
+def test_sanitizer_output_is_interpreted(returncode, output, status):
+    got, _, reason = sanitizer.interpret(returncode, output)
+    assert got == status
+    assert (reason == "") == (status == PASSED)
+
+
+def test_sanitizer_stage_combines_tools():
+    rows = [{"tool": t, "status": PASSED, "reason": ""} for t in sanitizer.TOOLS]
+    assert sanitizer.combine(rows) == (PASSED, "")
+    rows[1] = {"tool": "racecheck", "status": FAILED, "reason": "2 errors reported"}
+    assert sanitizer.combine(rows) == (FAILED, "racecheck: 2 errors reported")
+    skipped = [{"tool": t, "status": SKIPPED, "reason": "cannot run"} for t in sanitizer.TOOLS]
+    assert sanitizer.combine(skipped) == (SKIPPED, "cannot run")
+
+
+CUOBJDUMP = """
+ELF file    1: libsaphnet_plugins.1.sm_75.cubin
+ELF file    2: libsaphnet_plugins.2.sm_80.cubin
+ELF file    3: libsaphnet_plugins.3.sm_90a.cubin
+"""
+
+
+def test_library_architectures_and_native_match():
+    assert environment.parse_architectures(CUOBJDUMP) == {"75", "80", "90a"}
+    assert environment.parse_architectures("PTX file 1: x.sm_90.ptx") == {"90"}
+    sass = {"75", "80", "90a"}
+    assert environment.runs_natively(sass, (8, 6))  # sm_80 code runs on sm_86
+    assert environment.runs_natively(sass, (9, 0))  # sm_90a on sm_90
+    assert not environment.runs_natively(sass, (10, 0))
+    assert not environment.runs_natively({"86"}, (8, 0))
+    assert not environment.runs_natively(set(), (9, 0))
+
+
+def test_use_library_switches_what_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv(plugins.ENV_VAR, str(tmp_path / "missing.so"))  # restored afterwards
+    target = tmp_path / plugins.LIBRARY_NAME
+    target.write_bytes(b"")
+    environment.use_library(target)
+    assert plugins.library_path() == target
+    plugins.load_library.cache_clear()
+
+
+def test_tensorrt_sidecar_implementation_is_read_and_judged():
+    assert pdf_implementation({"precision": "fp16"}) is None
+    assert pdf_implementation({"pdf_implementation": "saphnet plugin"}) == "saphnet plugin"
+    assert pdf_implementation({"extra": {"pdf_implementation": "onnx function"}}) == "onnx function"
+    assert implementation_verdict("custom", None) == "not recorded"
+    assert implementation_verdict("custom", "saphnet plugin") == "passed"
+    assert implementation_verdict("custom", "TensorRT DeformConv plugin") == "FAILED"
+    assert implementation_verdict("custom", "onnx function body") == "FAILED"
+    assert implementation_verdict("deformconv", "TensorRT DeformConv plugin") == "passed"
+
+
+def test_run_stage_skips_fails_and_keeps_going():
+    log = __import__("logging").getLogger("test")
+
+    def skip(stage):
+        raise StageSkipped("no TensorRT")
+
+    def broken(stage):
+        stage.rows.append({"a": 1})
+        raise RuntimeError("boom\nsecond line")
+
+    report = Report({"device": "x"})
+    report.stages.append(run_stage(Stage("a", "A", True), skip, log))
+    report.stages.append(run_stage(Stage("b", "B", False), broken, log))
+    assert report.stages[0].status == SKIPPED and report.stages[0].reason == "no TensorRT"
+    assert report.stages[1].status == FAILED and report.stages[1].reason == "RuntimeError: boom"
+    assert report.stages[1].rows == [{"a": 1}]
+    assert report.exit_status == 0  # a speed stage never fails the run
+    report.stages.append(run_stage(Stage("c", "C", True), broken, log))
+    assert report.exit_status == 1
+
+
+def test_report_format_json_markdown_and_plot_panels():
+    stage = Stage("op-speed", "Operator speed", False, status=PASSED)
+    stage.rows = [
+        {"group": "paper", "impl": "ours fused float16", "ms": 2.0, "speedup": 3.0},
+        {"group": "paper", "impl": "torchvision float16", "ms": 6.0, "speedup": 1.0},
+    ]
+    check = Stage("kernels-cuda", "CUDA kernels", True, status=PASSED)
+    check.rows = [{"shape": "s", "variant": "v", "error/tolerance": 0.5, "PSNR": math.inf}]
+    check.tolerances = {"float16": "max |error| <= 2^-9 x max |reference|"}
+    report = Report({"device": "GPU"}, [check, stage])
+    data = json.loads(to_json(report))
+    assert data["stages"][0]["rows"][0]["PSNR"] == "inf"
+    md = to_markdown(report)
+    assert "| ours fused float16 | 2 | 3 |" in md.replace("| paper ", "")
+    assert "- float16: max |error| <= 2^-9" in md
+    panels = dict((title, bars) for title, _, bars in _panels(report))
+    assert panels["CUDA kernels"] == [("v", 0.5, "0.50")]
+    assert ("ours fused float16", 2.0, "3.00x") in panels["Operator speed: paper"]
