@@ -56,7 +56,7 @@ SELFTEST_ARGS ?=
 # and the wheels it lacks, fetched here by `make gpu-wheelhouse` (tests/test_gpu_check.py
 # checks that the two lists cover pyproject.toml's dependencies).
 GPU_IMAGE_HAS := torch numpy onnx onnxscript onnxruntime safetensors pillow tifffile tqdm scikit-image matplotlib
-GPU_WHEEL_PKGS ?= polygraphy pypng setuptools wheel
+GPU_WHEEL_PKGS ?= polygraphy pypng setuptools wheel packaging
 
 gpu-wheelhouse:
 	rm -rf $(GPU_WHEELS)

@@ -465,6 +465,56 @@ def test_report_format_json_markdown_and_plot_panels():
     md = to_markdown(report)
     assert "| ours fused float16 | 2 | 3 |" in md.replace("| paper ", "")
     assert "- float16: max |error| <= 2^-9" in md
-    panels = dict((title, bars) for title, _, bars in _panels(report))
+    panels = {title: bars for title, _, bars, _ in _panels(report)}
     assert panels["CUDA kernels"] == [("v", 0.5, "0.50")]
     assert ("ours fused float16", 2.0, "3.00x") in panels["Operator speed: paper"]
+
+
+def _cuda_kernels_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    if not HAVE_LIBRARY or not plugins.has_cuda():
+        return "needs the plugin library with its CUDA kernels (make plugins with nvcc)"
+    return None
+
+
+needs_cuda_kernels = pytest.mark.skipif(
+    _cuda_kernels_reason() is not None, reason=str(_cuda_kernels_reason())
+)
+
+
+@pytest.mark.cuda
+@needs_cuda_kernels
+def test_cuda_kernels_pass_on_the_geometry_grid():
+    stage = Stage("kernels-cuda", "CUDA kernels", True, status=PASSED)
+    kernel_check.check(stage, shapes.GEOMETRY, shapes.cuda_variants(), "cuda")
+    assert stage.status == PASSED, stage.reason
+    assert stage.info["cases"] == len(shapes.GEOMETRY) * len(shapes.cuda_variants())
+
+
+@pytest.mark.cuda
+@needs_cuda_kernels
+def test_sanitizer_driver_matches_the_host_build_on_the_gpu():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "saphnet.selftest.sanitizer_driver"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert DONE in done.stdout
+
+
+@pytest.mark.cuda
+@needs_cuda_kernels
+def test_op_speed_rows_hold_every_figure():
+    from saphnet.selftest import op_speed
+
+    shape = shapes.OpShape("small", 1, 32, 32, 24, 40, (3, 3), pads=(1, 1, 1, 1))
+    rows = op_speed.measure([shape], warmup=1, repeats=2, peak=100.0)
+    impls = {r["impl"] for r in rows}
+    assert {"ours fused float16", "ours direct float16", "ours direct float32"} <= impls
+    for row in rows:
+        assert row["ms"] > 0 and row["TFLOP/s"] == pytest.approx(shape.flop / row["ms"] / 1e9)
+        assert row["% FP16 peak"] == pytest.approx(row["TFLOP/s"])

@@ -155,8 +155,9 @@ def speedups(times_ms: dict[str, float], baseline: str) -> dict[str, float | Non
     }
 
 
-def _panels(report: Report) -> list[tuple[str, str, list[tuple[str, float, str]]]]:
-    """(title, x label, [(bar label, value, text on the bar)]) for every stage with figures."""
+def _panels(report: Report) -> list[tuple[str, str, list[tuple[str, float, str]], float | None]]:
+    """(title, x label, [(bar label, value, text on the bar)], limit line) for every stage
+    with figures."""
     panels = []
     for s in report.stages:
         if s.name.startswith("kernels") and s.rows:
@@ -167,7 +168,7 @@ def _panels(report: Report) -> list[tuple[str, str, list[tuple[str, float, str]]
                     key = str(r["variant"])
                     worst[key] = max(worst.get(key, 0.0), ratio)
             bars = [(k, v, f"{v:.2f}") for k, v in worst.items()]
-            panels.append((s.title, "worst max error / tolerance (pass <= 1)", bars))
+            panels.append((s.title, "worst max error / tolerance (pass <= 1)", bars, 1.0))
         if s.name in ("op-speed", "network", "tensorrt"):
             for group, rows in _groups(s.rows).items():
                 bars = [
@@ -176,7 +177,10 @@ def _panels(report: Report) -> list[tuple[str, str, list[tuple[str, float, str]]
                     if isinstance(r.get("ms"), float)
                 ]
                 if bars:
-                    panels.append((f"{s.title}: {group}", "ms (median, lower is faster)", bars))
+                    title = f"{s.title}: {group}"
+                    panels.append(
+                        (title, "ms (median, lower is faster); speedup on the bars", bars, None)
+                    )
     return panels
 
 
@@ -199,7 +203,7 @@ def plot(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = _panels(report)
-    heights = [0.9 + 0.32 * max(1, len(bars)) for _, _, bars in panels] or [1.5]
+    heights = [0.9 + 0.32 * max(1, len(bars)) for _, _, bars, _ in panels] or [1.5]
     fig, axes = plt.subplots(
         len(heights), 1, figsize=(10, sum(heights) + 0.6), squeeze=False,
         gridspec_kw={"height_ratios": heights},
@@ -207,11 +211,13 @@ def plot(report: Report, path: Path) -> None:
     if not panels:
         axes[0, 0].axis("off")
         axes[0, 0].text(0.5, 0.5, "no figures: every measuring stage was skipped", ha="center")
-    for ax, (title, xlabel, bars) in zip(axes[:, 0], panels, strict=False):
+    for ax, (title, xlabel, bars, limit) in zip(axes[:, 0], panels, strict=False):
         labels = [b[0] for b in bars]
         values = [b[1] for b in bars]
         ax.barh(labels, values, color="tab:blue")
-        ax.set_xlim(0, max([*values, 1e-12]) * 1.25)
+        ax.set_xlim(0, max([*values, limit or 0.0, 1e-12]) * 1.25)
+        if limit is not None:
+            ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1)
         for y, (_, value, text) in enumerate(bars):
             if text:
                 ax.text(value, y, " " + text, va="center", fontsize=8)

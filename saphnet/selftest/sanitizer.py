@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 TOOLS = ("memcheck", "racecheck", "synccheck")
 ERROR_EXIT = 86
-TIMEOUT_S = 240
+TIMEOUT_S = 120
 
 
 def interpret(returncode: int | None, output: str) -> tuple[str, int | None, str]:
