@@ -518,3 +518,44 @@ def test_op_speed_rows_hold_every_figure():
     for row in rows:
         assert row["ms"] > 0 and row["TFLOP/s"] == pytest.approx(shape.flop / row["ms"] / 1e9)
         assert row["% FP16 peak"] == pytest.approx(row["TFLOP/s"])
+
+
+@pytest.mark.skipif(not HAVE_LIBRARY, reason="plugin library not built (make plugins)")
+def test_a_library_without_code_for_this_gpu_is_rebuilt_and_used(monkeypatch, tmp_path):
+    real = plugins.library_path()
+    built = []
+
+    def fake_build(folder):
+        built.append(folder)
+        return real
+
+    def architectures(path):
+        return ({"75"}, {"75"}) if not built else ({"90"}, set())
+
+    monkeypatch.setattr(environment, "library_architectures", architectures)
+    monkeypatch.setattr(environment, "build_native", fake_build)
+    monkeypatch.setenv(plugins.ENV_VAR, str(real))  # restored afterwards
+    info = environment.plugin_library((9, 0), tmp_path)
+    assert built == [tmp_path / "plugins-sm_90"]
+    assert "none for sm_90: built for the native architecture" in info["plugin built"]
+    assert info["plugin SASS"] == "90" and info["plugin SHA-256"] == sha256_file(real)
+    built.clear()
+    monkeypatch.setattr(environment, "library_architectures", lambda path: ({"80"}, set()))
+    info = environment.plugin_library((8, 6), tmp_path)
+    assert not built and "plugin built" not in info and info["plugin SASS"] == "80"
+    monkeypatch.setattr(environment, "library_architectures", lambda path: None)
+    assert "no cuobjdump" in environment.plugin_library((9, 0), tmp_path)["plugin architectures"]
+    plugins.load_library.cache_clear()
+
+
+def test_tensorrt_stage_skips_without_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    from saphnet.selftest import tensorrt_stage
+
+    with pytest.raises(StageSkipped, match="TensorRT is not installed"):
+        tensorrt_stage.check(Stage("tensorrt", "t", True), None, 1, 1, quick=True)

@@ -40,7 +40,8 @@ def register_backend(
 
 
 def available_backends() -> list[str]:
-    """Registered backend names, highest priority first."""
+    """Registered backend names (the built-in ones included), highest priority first."""
+    _register_builtin()
     return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
 
 
