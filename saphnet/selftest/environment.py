@@ -55,6 +55,24 @@ def cuda_tool(name: str) -> str | None:
     return None
 
 
+def driver_version() -> str:
+    """The NVIDIA driver's version, from nvidia-smi or NVML (nvidia-ml-py)."""
+    text = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    if text and text.strip():
+        return text.strip().splitlines()[0]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # no NVML bindings, or no driver to ask
+        return "unknown (no nvidia-smi or NVML)"
+
+
 def gpu_info() -> dict[str, object] | None:
     """Name, compute capability, memory and driver of GPU 0; None without a CUDA GPU."""
     import torch
@@ -62,13 +80,12 @@ def gpu_info() -> dict[str, object] | None:
     if not torch.cuda.is_available():
         return None
     props = torch.cuda.get_device_properties(0)
-    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
     return {
         "gpu": props.name,
         "compute capability": f"{props.major}.{props.minor}",
         "gpu memory GiB": round(props.total_memory / 2**30, 1),
         "multiprocessors": props.multi_processor_count,
-        "driver": driver.strip().splitlines()[0] if driver else "unknown (no nvidia-smi)",
+        "driver": driver_version(),
         "torch CUDA": torch.version.cuda,
     }
 
