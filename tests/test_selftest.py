@@ -340,7 +340,7 @@ def test_network_rows_judge_parity_and_ratios():
         network_speed.BASELINE: (40.0, out, None),
         "eager fp16 plugin": (10.0, out + 1e-4, None),
         "eager fp32 plugin": (20.0, out + 0.01, None),
-        "graph fp16 plugin": (float("nan"), None, "RuntimeError: capture failed"),
+        "graph fp16 plugin": (float("nan"), None, "failed: RuntimeError: capture failed"),
     }
     rows = {r["impl"]: r for r in network_speed._rows("shipped", results, judged=True)}
     assert rows["eager fp16 plugin"]["speedup"] == 4.0
@@ -559,3 +559,19 @@ def test_tensorrt_stage_skips_without_tensorrt():
 
     with pytest.raises(StageSkipped, match="TensorRT is not installed"):
         tensorrt_stage.check(Stage("tensorrt", "t", True), None, 1, 1, quick=True)
+
+
+def test_network_stage_fails_on_a_broken_or_inexact_variant(monkeypatch):
+    canned = {
+        "shipped": [{"group": "g", "impl": "eager fp16 plugin", "status": "passed"}],
+        "paper": [{"group": "p", "impl": "graph fp16 plugin", "status": "failed: CUDA error"}],
+    }
+    monkeypatch.setattr(network_speed, "measure_network", lambda name, *a: canned[name])
+    monkeypatch.setattr(network_speed, "paper_network", lambda: None)
+    stage = Stage("network", "n", True, status=PASSED)
+    network_speed.check(stage, 1, 1, quick=True)
+    assert stage.status == FAILED and stage.reason.endswith("p graph fp16 plugin")
+    canned["paper"][0]["status"] = "skipped: out of GPU memory"
+    stage = Stage("network", "n", True, status=PASSED)
+    network_speed.check(stage, 1, 1, quick=True)
+    assert stage.status == PASSED and "60 dB" in stage.tolerances["parity"]
