@@ -246,7 +246,7 @@ def test_kernel_check_fails_a_wrong_kernel(monkeypatch):
     grid = shapes.GEOMETRY[:1]
     kernel_check.check(stage, grid, shapes.host_variants()[:2], "cpu")
     assert stage.status == FAILED
-    assert stage.reason == "2 of 2 cases outside tolerance"
+    assert stage.reason == "2 of 2 cases failed (outside tolerance, or refused)"
     assert all(r["status"] == "FAILED" and r["error/tolerance"] > 100 for r in stage.rows)
 
 
@@ -575,3 +575,20 @@ def test_network_stage_fails_on_a_broken_or_inexact_variant(monkeypatch):
     stage = Stage("network", "n", True, status=PASSED)
     network_speed.check(stage, 1, 1, quick=True)
     assert stage.status == PASSED and "60 dB" in stage.tolerances["parity"]
+
+
+@pytest.mark.skipif(not HAVE_LIBRARY, reason="plugin library not built (make plugins)")
+def test_kernel_check_records_a_refused_call_and_goes_on(monkeypatch):
+    real = plugins.host_forward
+
+    def refuse_nhwc8(*args, layout="nchw", **kwargs):
+        if layout == "nhwc8":
+            raise plugins.PluginError("pdfconv_forward_host failed (unsupported): layout", 2)
+        return real(*args, layout=layout, **kwargs)
+
+    monkeypatch.setattr(plugins, "host_forward", refuse_nhwc8)
+    stage = Stage("kernels-host", "t", True, status=PASSED)
+    kernel_check.check(stage, shapes.GEOMETRY[:1], shapes.host_variants(), "cpu")
+    refused = [r for r in stage.rows if r["status"].startswith("FAILED: pdfconv")]
+    assert len(refused) == 2 and all("nhwc8" in r["variant"] for r in refused)
+    assert stage.status == FAILED and stage.reason == "2 of 6 cases failed (outside tolerance, or refused)"

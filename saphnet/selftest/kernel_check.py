@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from ..plugins import PluginError
 from .report import FAILED, Stage
 from .shapes import OpShape, Variant
 
@@ -174,6 +175,12 @@ def check(
                 torch.cuda.empty_cache()
                 stage.rows.append(row)
                 continue
+            except PluginError as exc:  # the C API refused or a launch failed: a finding
+                row["status"] = f"FAILED: {exc}"[:200]
+                failed += 1
+                stage.rows.append(row)
+                log.warning("kernel check failed: %s %s: %s", shape.label, variant.label, exc)
+                continue
             passed, ratio = verdict(variant, metrics)
             row.update(metrics)
             row["error/tolerance"] = ratio
@@ -185,10 +192,10 @@ def check(
         del tensors, expected
         if progress is not None:
             progress(1)
-    cases = sum(1 for r in stage.rows if "error/tolerance" in r)
+    cases = sum(1 for r in stage.rows if not str(r["status"]).startswith("skipped"))
     stage.info.update({"cases": cases, "failed": failed, "shapes": len(shapes)})
     worst = max((r["error/tolerance"] for r in stage.rows if "error/tolerance" in r), default=None)
     stage.info["worst error/tolerance"] = worst
     if failed:
         stage.status = FAILED
-        stage.reason = f"{failed} of {cases} cases outside tolerance"
+        stage.reason = f"{failed} of {cases} cases failed (outside tolerance, or refused)"
