@@ -133,7 +133,7 @@ def _op_speed(stage: Stage, options: Options, report: Report) -> None:
     warmup, repeats = options.op_timing
     stage.info["timing"] = (
         f"CUDA-event median of {repeats} runs after {warmup} warm-up runs; TFLOP/s = "
-        "2 C_out C_in K^2 Ho Wo N / time; speedup = torchvision ms / ms at the same dtype"
+        "2 C_out C_in K^2 Ho Wo N / time; speedup = torchvision ms / ms at the same dtype; TF32 off"
     )
     grid = list(shapes.model_shapes((shapes.SPEED_SIZE,)))
     if options.quick:

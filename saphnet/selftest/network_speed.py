@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from ..runtime.compare import DEFAULT_THRESHOLDS
-from .op_speed import time_ms
+from .op_speed import no_tf32, time_ms
 from .report import FAILED, speedups
 from .shapes import SPEED_SIZE
 
@@ -87,6 +87,13 @@ def measure_network(
     name: str, model, judged: bool, warmup: int, repeats: int, quick: bool
 ) -> list[dict[str, object]]:
     """Rows for one network: each variant's ms, images/s, PSNR vs the baseline, verdict."""
+    with no_tf32():
+        return _measure(name, model, judged, warmup, repeats, quick)
+
+
+def _measure(
+    name: str, model, judged: bool, warmup: int, repeats: int, quick: bool
+) -> list[dict[str, object]]:
     import torch
 
     from ..ops import available_backends, forced_backend
@@ -191,8 +198,8 @@ def check(stage, warmup: int, repeats: int, quick: bool) -> None:
         f"random {SPEED_SIZE[0]}x{SPEED_SIZE[1]} image; shipped weights judged with saphnet "
         f"compare's thresholds (FP32 >= {DEFAULT_THRESHOLDS['fp32'].min_psnr:g} dB, FP16 >= "
         f"{DEFAULT_THRESHOLDS['fp16'].min_psnr:g} dB); the paper config (random weights) reported",
-        "timing": f"CUDA-event median of {repeats} forwards after {warmup} warm-up runs, batch 1; "
-        "speedup = eager FP32 reference ms / ms; ONNX Runtime times include host copies",
+        "timing": f"CUDA-event median of {repeats} forwards after {warmup} warm-up runs, batch 1, "
+        "TF32 off; speedup = eager FP32 reference ms / ms; ONNX Runtime times include host copies",
     }
     networks = [("shipped", load_model(), True)]
     networks.append(("paper", paper_network(), False))

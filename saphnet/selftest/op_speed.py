@@ -9,6 +9,7 @@ is between two times of the same run. ``benchmarks/pdf_conv.py`` is a CLI over t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 from collections.abc import Callable
@@ -47,6 +48,20 @@ def fp16_peak(device_name: str) -> float | None:
         if key in device_name:
             return peak
     return None
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """FP32 means FP32 here, as in our FP32 engines: cuDNN's convolutions would otherwise
+    run in TF32 on Ampere and later."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def time_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -122,6 +137,12 @@ def measure(
     shapes: list[OpShape], warmup: int, repeats: int, peak: float | None, progress=None
 ) -> list[dict[str, object]]:
     """One row per (shape, dtype, implementation); the pads must be symmetric."""
+
+    with no_tf32():
+        return _measure(shapes, warmup, repeats, peak, progress)
+
+
+def _measure(shapes, warmup, repeats, peak, progress) -> list[dict[str, object]]:
     import torch
 
     deform_conv2d = torchvision_deform_conv()
