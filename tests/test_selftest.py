@@ -45,7 +45,7 @@ from saphnet.selftest.report import (
     to_markdown,
 )
 from saphnet.selftest.sanitizer_driver import DONE, MISMATCH
-from saphnet.selftest.tensorrt_stage import implementation_verdict, pdf_implementation
+from saphnet.selftest.tensorrt_stage import implementation_verdict, pdf_layers
 
 try:
     plugins.library_path()
@@ -419,14 +419,16 @@ def test_use_library_switches_what_loads(monkeypatch, tmp_path):
 
 
 def test_tensorrt_sidecar_implementation_is_read_and_judged():
-    assert pdf_implementation({"precision": "fp16"}) is None
-    assert pdf_implementation({"pdf_implementation": "saphnet plugin"}) == "saphnet plugin"
-    assert pdf_implementation({"extra": {"pdf_implementation": "onnx function"}}) == "onnx function"
+    assert pdf_layers({"precision": "fp16"}) == (None, None, None)
+    sidecar = {"pdf_implementation": "plugin", "pdf_ops": 18, "pdf_plugin_layers": 18}
+    assert pdf_layers(sidecar) == ("plugin", 18, 18)
     assert implementation_verdict("custom", None) == "not recorded"
-    assert implementation_verdict("custom", "saphnet plugin") == "passed"
-    assert implementation_verdict("custom", "TensorRT DeformConv plugin") == "FAILED"
-    assert implementation_verdict("custom", "onnx function body") == "FAILED"
-    assert implementation_verdict("deformconv", "TensorRT DeformConv plugin") == "passed"
+    assert implementation_verdict("custom", "plugin", 18, 18) == "passed"
+    assert implementation_verdict("custom", "plugin", 18, 17) == "FAILED"
+    assert implementation_verdict("custom", "function-deformconv", 18, 0) == "FAILED"
+    assert implementation_verdict("custom", "tensorrt-deformconv") == "FAILED"
+    assert implementation_verdict("deformconv", "tensorrt-deformconv", 18, 0) == "passed"
+    assert implementation_verdict("deformconv", "plugin") == "FAILED"
 
 
 def test_run_stage_skips_fails_and_keeps_going():
@@ -591,4 +593,7 @@ def test_kernel_check_records_a_refused_call_and_goes_on(monkeypatch):
     kernel_check.check(stage, shapes.GEOMETRY[:1], shapes.host_variants(), "cpu")
     refused = [r for r in stage.rows if r["status"].startswith("FAILED: pdfconv")]
     assert len(refused) == 2 and all("nhwc8" in r["variant"] for r in refused)
-    assert stage.status == FAILED and stage.reason == "2 of 6 cases failed (outside tolerance, or refused)"
+    assert (
+        stage.status == FAILED
+        and stage.reason == "2 of 6 cases failed (outside tolerance, or refused)"
+    )

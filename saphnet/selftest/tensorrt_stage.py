@@ -23,26 +23,32 @@ from .shapes import SPEED_SIZE
 log = logging.getLogger(__name__)
 
 
-def pdf_implementation(sidecar: dict[str, object]) -> str | None:
-    """What the engine's PDF layers run, as its sidecar records it (None: not recorded)."""
-    places = [sidecar, sidecar.get("extra") or {}]
-    for place in places:
-        if not isinstance(place, dict):
-            continue
-        for key, value in place.items():
-            if "implementation" in key and value:
-                return value if isinstance(value, str) else json.dumps(value)
-    return None
+# What a sidecar's ``pdf_implementation`` must say for each ONNX form (the vocabulary of
+# saphnet.runtime.sidecar.PDF_IMPLEMENTATIONS).
+EXPECTED = {"custom": "plugin", "deformconv": "tensorrt-deformconv"}
 
 
-def implementation_verdict(form: str, recorded: str | None) -> str:
-    """passed / FAILED / not recorded: the custom form must run our plugin."""
-    if recorded is None:
+def pdf_layers(sidecar: dict[str, object]) -> tuple[str | None, object, object]:
+    """(implementation, PDF ops in the ONNX file, our plugin's layers in the engine) as
+    the engine's sidecar records them; None where an older build did not record them."""
+    return (
+        sidecar.get("pdf_implementation"),  # type: ignore[return-value]
+        sidecar.get("pdf_ops"),
+        sidecar.get("pdf_plugin_layers"),
+    )
+
+
+def implementation_verdict(
+    form: str, implementation: str | None, ops: object = None, plugin_layers: object = None
+) -> str:
+    """passed / FAILED / not recorded: a custom-form engine runs every PDF op as our
+    plugin, a deformconv-form one as TensorRT's DeformConv plugin."""
+    if implementation is None:
         return "not recorded"
-    text = recorded.lower()
-    if form == "custom":
-        ours = "saphnet" in text or ("plugin" in text and "deformconv" not in text)
-        return "passed" if ours and "function" not in text else "FAILED"
+    if implementation != EXPECTED[form]:
+        return "FAILED"
+    if form == "custom" and None not in (ops, plugin_layers) and ops != plugin_layers:
+        return "FAILED"
     return "passed"
 
 
@@ -112,8 +118,7 @@ def _run(stage: Stage, trt, folder: Path, warmup: int, repeats: int, quick: bool
                 export_onnx(model, onnx_path, pdf_op=form, precision=onnx_precision, force=True)
             engine = folder / f"saphnet-{form}-{precision}.engine"
             build_engine(onnx_path, engine, BuildOptions(precision, shapes, force=True))
-            sidecar = json.loads(sidecar_path(engine).read_text())
-            recorded = pdf_implementation(sidecar)
+            implementation, ops, layers = pdf_layers(json.loads(sidecar_path(engine).read_text()))
             label = f"{form} {precision}"
             backend = TensorRTBackend(engine)
             try:
@@ -125,13 +130,15 @@ def _run(stage: Stage, trt, folder: Path, warmup: int, repeats: int, quick: bool
                 backend.close()
             report = _engine_report(reference, out, engine, precision, trt.__version__)
             worst = report.worst()
-            plugin_check = implementation_verdict(form, recorded)
+            plugin_check = implementation_verdict(form, implementation, ops, layers)
             times[label] = ms
             rows.append(
                 {
                     "group": f"TensorRT {h}x{w}",
                     "impl": label,
-                    "PDF layers": recorded or "not recorded by this engine build",
+                    "PDF layers": f"{implementation} ({layers} of {ops} ops as our plugin)"
+                    if implementation
+                    else "not recorded by this engine build",
                     "plugin check": plugin_check,
                     "max_abs": worst["max_abs"],
                     "PSNR dB": worst["psnr"],
