@@ -91,4 +91,4 @@ gpu-check:
 	[ $$st -eq 0 ] && [ $$tr -eq 0 ]
 
 clean:
-	rm -rf $(VENV) $(PLUGIN_BUILD) demo-out selftest-out $(GPU_VENV) $(GPU_OUT)
+	rm -rf $(VENV) $(PLUGIN_BUILD) demo-out selftest-out $(GPU_VENV)
