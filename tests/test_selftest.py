@@ -220,6 +220,7 @@ def test_errors_and_verdict_against_the_tolerance():
     metrics = kernel_check.errors(expected, at_tolerance)
     assert metrics["scale"] == 4.0 and metrics["max_abs"] == pytest.approx(4 * tol)
     assert metrics["mean_abs"] == pytest.approx(4 * tol / 3)
+    assert metrics["mean_rel"] == pytest.approx(tol / 3)
     assert kernel_check.verdict(f16, metrics) == (True, pytest.approx(1.0))
     over = expected.clone()
     over[2] += 4.0 * tol * 1.01

@@ -84,7 +84,8 @@ def reference(shape: OpShape, x, offset, mask, weight, bias):
 
 
 def errors(expected, got) -> dict[str, float | int]:
-    """max/mean abs error, the output's scale, max error relative to it, NaN/Inf count."""
+    """max/mean abs error, the output's scale (max |reference|), both errors relative to
+    it, NaN/Inf count."""
     import torch
 
     got64 = got.double()
@@ -93,11 +94,13 @@ def errors(expected, got) -> dict[str, float | int]:
     diff = (got64 - expected).abs()
     scale = float(expected.abs().max())
     max_abs = float(diff[finite].max()) if bool(finite.any()) else math.inf
+    mean_abs = float(diff[finite].mean()) if bool(finite.any()) else math.inf
     return {
         "max_abs": max_abs,
-        "mean_abs": float(diff[finite].mean()) if bool(finite.any()) else math.inf,
+        "mean_abs": mean_abs,
         "scale": scale,
         "max_rel": max_abs / scale if scale > 0 else max_abs,
+        "mean_rel": mean_abs / scale if scale > 0 else mean_abs,
         "nonfinite": nonfinite,
     }
 
