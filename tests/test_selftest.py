@@ -598,3 +598,12 @@ def test_kernel_check_records_a_refused_call_and_goes_on(monkeypatch):
         stage.status == FAILED
         and stage.reason == "2 of 6 cases failed (outside tolerance, or refused)"
     )
+
+
+def test_build_errors_are_one_line_with_the_reason():
+    log = '-- Configuring done\nCMake Error in CMakeLists.txt:\n  CUDA_ARCHITECTURES is set to "native", but no GPU was detected.\n\n-- Generating done\nCMake Generate step failed.\n'
+    assert environment.first_error(log) == (
+        'CMake Error in CMakeLists.txt: CUDA_ARCHITECTURES is set to "native", but no GPU was detected.'
+    )
+    assert environment.first_error("a\nlast line\n") == "last line"
+    assert environment.first_error("") == "no output"

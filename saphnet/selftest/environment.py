@@ -150,6 +150,16 @@ def library_architectures(path: Path) -> tuple[set[str], set[str]] | None:
     return parse_architectures(elf), parse_architectures(ptx)
 
 
+def first_error(output: str) -> str:
+    """The first error of a CMake or compiler log with the line after it (CMake puts the
+    reason there), else its last line: one line for the report."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if re.search(r"\berror\b", line, re.IGNORECASE):
+            return " ".join(lines[i : i + 2])[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
 def build_native(build_dir: Path, jobs: int | None = None) -> Path:
     """Configure and build the plugin library for this machine's GPU; its path."""
     cmake = shutil.which("cmake")
@@ -171,8 +181,8 @@ def build_native(build_dir: Path, jobs: int | None = None) -> Path:
         log.info("%s", " ".join(cmd))
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise SaphnetError(f"plugin build failed ({' '.join(cmd[:2])}): {tail[0]}")
+            step = "configure" if cmd is configure else "build"
+            raise SaphnetError(f"plugin {step} failed: {first_error(done.stdout + done.stderr)}")
     library = build_dir / plugins.LIBRARY_NAME
     if not library.is_file():
         raise SaphnetError(f"the plugin build wrote no {library}")
