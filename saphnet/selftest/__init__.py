@@ -121,7 +121,7 @@ def _sanitizer(stage: Stage, options: Options) -> None:
     stage.status, stage.reason = sanitizer.combine(stage.rows)
 
 
-def _op_speed(stage: Stage, options: Options, report: Report) -> None:
+def _op_speed(stage: Stage, options: Options) -> None:
     import torch
 
     from . import op_speed, shapes
@@ -180,7 +180,7 @@ def run_selftest(options: Options, progress=None) -> Report:
         "onnxruntime": lambda s: _onnxruntime(s, options),
         "kernels-cuda": lambda s: _cuda_kernels(s, options),
         "sanitizer": lambda s: _sanitizer(s, options),
-        "op-speed": lambda s: _op_speed(s, options, report),
+        "op-speed": lambda s: _op_speed(s, options),
         "network": lambda s: _network(s, options),
         "tensorrt": lambda s: _tensorrt(s, options),
     }
