@@ -292,6 +292,7 @@ def _plan(
     stride: IntPair,
     padding: IntPair,
     dilation: IntPair,
+    layout: str = "nchw",
 ) -> tuple[PdfConvParams, int, int]:
     """The C API's parameters and the checked output size of one call.
 
@@ -301,7 +302,7 @@ def _plan(
     if weight.dtype != x.dtype:
         raise SaphnetError(f"x is {x.dtype} but weight is {weight.dtype}; cast one")
     params = make_params(
-        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation
+        x.shape, weight.shape, x.dtype, offset.dtype, mask.dtype, stride, padding, dilation, layout
     )
     ho, wo = _check_inputs(
         params,
@@ -323,20 +324,26 @@ def host_forward(
     stride: IntPair = 1,
     padding: IntPair = 0,
     dilation: IntPair = 1,
+    layout: str = "nchw",
 ) -> np.ndarray:
     """PDFConv on the CPU through the library's host build (the kernels' maths).
 
     Same arguments as :func:`saphnet.ops.pdf_conv` on numpy arrays (NCHW), plus ONNX-style
     asymmetric ``padding=(top, left, bottom, right)``. ``x``, ``weight`` and ``bias`` are
     float32 or float16 (one dtype); ``offset`` and ``mask`` each float32 or float16.
-    Returns (N, C_out, Ho, Wo) in x's dtype.
+    ``layout="nhwc8"`` runs the library on x and y in TensorRT's kHWC8 memory layout
+    (packed here and unpacked after). Returns (N, C_out, Ho, Wo) in x's dtype.
     """
     arrays = [np.ascontiguousarray(a) for a in (x, offset, mask, weight)]
     x, offset, mask, weight = arrays
     if bias is not None:
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
-    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation)
-    y = np.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype)
+    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation, layout)
+    n, c_out = params.batch, params.out_channels
+    nhwc8 = layout == "nhwc8"
+    if nhwc8:
+        x = pack_nhwc8(x)
+    y = np.empty((n, ho, wo, _round8(c_out)) if nhwc8 else (n, c_out, ho, wo), dtype=x.dtype)
     status = load_library().pdfconv_forward_host(
         ctypes.byref(params),
         x.ctypes.data,
@@ -347,7 +354,20 @@ def host_forward(
         y.ctypes.data,
     )
     _check(status, "pdfconv_forward_host")
-    return y
+    return np.ascontiguousarray(y[..., :c_out].transpose(0, 3, 1, 2)) if nhwc8 else y
+
+
+def _round8(channels: int) -> int:
+    """Channels of TensorRT's kHWC8 layout: padded to a multiple of 8."""
+    return (int(channels) + 7) // 8 * 8
+
+
+def pack_nhwc8(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> TensorRT's kHWC8: (N, H, W, C padded to a multiple of 8 with zeros)."""
+    n, c, h, w = x.shape
+    packed = np.zeros((n, h, w, _round8(c)), dtype=x.dtype)
+    packed[..., :c] = x.transpose(0, 2, 3, 1)
+    return packed
 
 
 def cuda_forward(
@@ -360,12 +380,15 @@ def cuda_forward(
     padding: IntPair = 0,
     dilation: IntPair = 1,
     algo: str = "auto",
+    layout: str = "nchw",
 ) -> torch.Tensor:
     """PDFConv with our CUDA kernel on CUDA tensors, on the current stream.
 
     ``algo``: ``"fused"`` (tensor-core implicit GEMM, float16), ``"direct"`` (FP32 maths,
-    float32 or float16) or ``"auto"`` (fused for float16, direct for float32). Not
-    differentiable: the ``plugin`` backend is chosen only for tensors without grad.
+    float32 or float16) or ``"auto"`` (fused for float16, direct for float32).
+    ``layout="nhwc8"`` runs the kernel on x and y in TensorRT's kHWC8 layout (packed here
+    and unpacked after, as :func:`host_forward`). Not differentiable: the ``plugin``
+    backend is chosen only for tensors without grad.
     """
     import torch
 
@@ -378,14 +401,21 @@ def cuda_forward(
     x, offset, mask, weight = (t.contiguous() for t in (x, offset, mask, weight))
     if bias is not None:
         bias = bias.to(device=x.device, dtype=x.dtype).contiguous()
-    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation)
+    params, ho, wo = _plan(x, offset, mask, weight, bias, stride, padding, dilation, layout)
     lib = load_library()
     workspace_bytes = ctypes.c_size_t()
     _check(
         lib.pdfconv_workspace_size(ctypes.byref(params), _ALGOS[algo], workspace_bytes),
         "pdfconv_workspace_size",
     )
-    y = torch.empty((params.batch, params.out_channels, ho, wo), dtype=x.dtype, device=x.device)
+    n, c_out = params.batch, params.out_channels
+    nhwc8 = layout == "nhwc8"
+    if nhwc8:
+        packed = x.new_zeros((n, x.shape[2], x.shape[3], _round8(x.shape[1])))
+        packed[..., : x.shape[1]] = x.permute(0, 2, 3, 1)
+        x = packed
+    shape = (n, ho, wo, _round8(c_out)) if nhwc8 else (n, c_out, ho, wo)
+    y = torch.empty(shape, dtype=x.dtype, device=x.device)
     workspace = torch.empty(max(workspace_bytes.value, 1), dtype=torch.uint8, device=x.device)
     # The kernels launch on the thread's current device and refuse pointers of another one
     # (they never switch devices themselves): make x's device current for the call only.
@@ -404,7 +434,7 @@ def cuda_forward(
             torch.cuda.current_stream(x.device).cuda_stream,
         )
     _check(status, "pdfconv_forward_cuda")
-    return y
+    return y[..., :c_out].permute(0, 3, 1, 2).contiguous() if nhwc8 else y
 
 
 def _torch_accepts(

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..ops import forced_backend, register_backend
 from .blocks import LinearAttention, PDFConv2d
 from .config import SAPHNetConfig
 from .network import SAPHNet
@@ -52,10 +53,34 @@ def _conv_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.T
     return 0
 
 
-def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
-    """Parameters and MACs of the network for one ``height`` x ``width`` image."""
+def _pdf_shape_only(x, offset, mask, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """The PDF op's output without its arithmetic (the offsets carry the output size):
+    tracing the reference's gathers on ``meta`` takes PyTorch's Python meta kernels tens
+    of seconds for the paper's network."""
+    return x.new_empty(x.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
+
+
+register_backend("meta-shapes", _pdf_shape_only, lambda *_: False, priority=-100)
+
+
+def _trace(
+    config: SAPHNetConfig, height: int, width: int, kinds: tuple[type, ...], hook
+) -> SAPHNet:
+    """Run the network on the ``meta`` device with ``hook`` on every module of ``kinds``."""
     with torch.device("meta"):
         model = SAPHNet(config).eval()
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad(), forced_backend("meta-shapes"):
+            model(torch.empty(1, config.in_channels, height, width, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return model
+
+
+def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
+    """Parameters and MACs of the network for one ``height`` x ``width`` image."""
     totals = {"all": 0, "pdf": 0, "attention": 0}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -67,12 +92,21 @@ def measure(config: SAPHNetConfig, height: int, width: int) -> Complexity:
             totals["attention"] += macs
 
     kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, PDFConv2d, LinearAttention)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        with torch.no_grad():
-            model(torch.empty(1, config.in_channels, height, width, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
+    model = _trace(config, height, width, kinds, hook)
     params = sum(p.numel() for p in model.parameters())
     return Complexity(height, width, params, totals["all"], totals["pdf"], totals["attention"])
+
+
+def pdf_layer_shapes(
+    config: SAPHNetConfig, height: int, width: int
+) -> list[tuple[int, int, int, int, int]]:
+    """(N, C, H, W, K) of the input of every PDF convolution call for one image, in call
+    order: what the kernels must be right and fast at (the patch levels run batched)."""
+    shapes = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        n, c, h, w = inputs[0].shape
+        shapes.append((int(n), int(c), int(h), int(w), module.kernel))
+
+    _trace(config, height, width, (PDFConv2d,), hook)
+    return shapes

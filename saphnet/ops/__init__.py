@@ -1,6 +1,6 @@
 """The PDF operator (modulated deformable convolution) and its backends."""
 
-from .dispatch import available_backends, register_backend
+from .dispatch import available_backends, forced_backend, register_backend
 from .pdf_conv import (
     PDFGeometry,
     output_size,
@@ -12,6 +12,7 @@ from .pdf_conv import (
 __all__ = [
     "PDFGeometry",
     "available_backends",
+    "forced_backend",
     "output_size",
     "pdf_conv",
     "pdf_conv_gridsample",

@@ -9,8 +9,9 @@ in priority order, so a faster implementation plugs in without the model changin
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +40,8 @@ def register_backend(
 
 
 def available_backends() -> list[str]:
-    """Registered backend names, highest priority first."""
+    """Registered backend names (the built-in ones included), highest priority first."""
+    _register_builtin()
     return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
 
 
@@ -62,6 +64,26 @@ def select_backend(
             f"pdf_conv: unknown backend {name!r}; available: {', '.join(available_backends())}"
         )
     return _BACKENDS[name].fn
+
+
+@contextlib.contextmanager
+def forced_backend(name: str) -> Iterator[None]:
+    """Within the block, ``auto`` runs ``name`` for every call: how a timing or parity run
+    compares implementations of the PDF op inside one unchanged model."""
+    _register_builtin()
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"pdf_conv: unknown backend {name!r}; available: {', '.join(available_backends())}"
+        )
+    saved = dict(_BACKENDS)
+    chosen = saved[name]
+    _BACKENDS.clear()
+    _BACKENDS[name] = Backend(name, chosen.fn, lambda *_: True, chosen.priority)
+    try:
+        yield
+    finally:
+        _BACKENDS.clear()
+        _BACKENDS.update(saved)
 
 
 def _torchvision_accepts(x: torch.Tensor, *_: torch.Tensor) -> bool:
