@@ -87,6 +87,19 @@ class PDFConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export() and torch.is_autocast_enabled(x.device.type):
+            # Mixed-precision training: autocast hands in bfloat16/float16 features but
+            # leaves this op's float32 weights alone. Run it in float32 (as torchvision
+            # does under autocast): its backends' backward passes are float32 ones.
+            with torch.autocast(x.device.type, enabled=False):
+                return pdf_conv(
+                    x.float(),
+                    offset.float(),
+                    mask.float(),
+                    self.weight,
+                    self.bias,
+                    padding=self.padding,
+                )
         return pdf_conv(x, offset, mask, self.weight, self.bias, padding=self.padding)
 
 
