@@ -403,6 +403,17 @@ class Trainer:
         stop = min(stop_at or s.iterations, s.iterations)
         loss_avg = psnr_avg = math.nan
         val = inp = math.nan
+        if budget is not None and self.elapsed_s >= budget:
+            log.info("time budget %s already spent: no step to take", format_duration(budget))
+            return TrainResult(
+                self.iteration,
+                val,
+                inp,
+                self.best_psnr,
+                self.elapsed_s,
+                self.elapsed_s,
+                self.throughput(),
+            )
         if budget is not None:
             bar = tqdm(
                 total=round(budget),
