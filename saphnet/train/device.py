@@ -81,3 +81,44 @@ def utilization(device: torch.device) -> int | None:
         return int(torch.cuda.utilization(device))
     except Exception:  # pynvml missing or NVML unavailable: no figure
         return None
+
+
+class BusyMeter:
+    """The fraction of wall time a GPU spends running kernels over a window of steps.
+
+    ``torch.profiler`` records every kernel of the window; their summed durations over
+    the window's wall time is how busy the run keeps the GPU (1.0: never idle, waiting
+    for the host; it says nothing of how full each kernel keeps the SMs). Any profiler
+    failure only costs the figure (None), never the run.
+    """
+
+    def __init__(self) -> None:
+        self._profiler = None
+
+    def start(self) -> None:
+        try:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CUDA])
+            self._profiler.start()
+        except Exception as exc:  # profiler unavailable (CUPTI missing, ...): no figure
+            log.warning("GPU busy fraction not measured: %s", exc)
+            self._profiler = None
+
+    def stop(self, wall_s: float) -> float | None:
+        """Stop recording; the kernels' share of ``wall_s`` (the window's duration)."""
+        if self._profiler is None:
+            return None
+        try:
+            self._profiler.stop()
+            kernels_us = sum(
+                getattr(e, "self_device_time_total", 0.0)
+                for e in self._profiler.key_averages()
+                if e.device_type == torch.autograd.DeviceType.CUDA
+            )
+        except Exception as exc:
+            log.warning("GPU busy fraction not measured: %s", exc)
+            return None
+        finally:
+            self._profiler = None
+        return kernels_us / 1e6 / wall_s if wall_s > 0 else None

@@ -37,7 +37,7 @@ from ..errors import SaphnetError
 from ..files import atomic_output
 from ..model import SAPHNet, SAPHNetConfig
 from .budget import cosine_lr, format_duration
-from .device import amp_dtype, memory_gib, pdf_backends, pick_device, utilization
+from .device import BusyMeter, amp_dtype, memory_gib, pdf_backends, pick_device, utilization
 from .losses import make_loss
 from .settings import TrainSettings
 
@@ -154,6 +154,7 @@ class Trainer:
         self._step_seconds = 0.0
         self._max_step_s = 0.0
         self._utilization: list[int] = []
+        self._busy: float | None = None
         log.info(
             "training on %s: mixed precision %s, channels-last %s, torch.compile %s, "
             "PDF op %s (training) / %s (evaluation)",
@@ -366,6 +367,7 @@ class Trainer:
             "gpu_utilization_pct": (
                 float(np.mean(self._utilization)) if self._utilization else None
             ),
+            "gpu_busy_fraction": self._busy,
         }
 
     def _log_progress(self, loss: float, psnr: float) -> None:
@@ -426,9 +428,15 @@ class Trainer:
             bar = tqdm(total=stop, initial=self.iteration, desc="train", unit="it", mininterval=5.0)
         first = True
         last_step_s = math.nan
+        # On CUDA, profile steps 10-29 of this call once for the GPU's busy fraction.
+        meter = BusyMeter() if self.device.type == "cuda" and self._busy is None else None
+        meter_from, meter_to, meter_t0 = self.iteration + 10, self.iteration + 30, 0.0
         next_log = time.perf_counter() + log_every_s
         tick = time.perf_counter()
         for blurred, sharp in self._batches(self.iteration, stop):
+            if meter is not None and self.iteration == meter_from:
+                meter.start()
+                meter_t0 = tick
             loss, train_psnr = self.step(blurred, sharp)
             if math.isnan(loss_avg):
                 loss_avg, psnr_avg = loss, train_psnr
@@ -443,6 +451,11 @@ class Trainer:
             first = False
             self.elapsed_s += took
             last_step_s = self.elapsed_s
+            if meter is not None and self.iteration == meter_to:
+                self._busy = meter.stop(now - meter_t0)
+                meter = None
+                if self._busy is not None:
+                    log.info("the GPU ran kernels %.0f %% of the time", 100 * self._busy)
             bar.update(round(self.elapsed_s) - bar.n if budget is not None else 1)
             bar.set_postfix(
                 loss=f"{loss_avg:.4f}", psnr=f"{psnr_avg:.2f}", val=f"{val:.2f}", refresh=False
@@ -462,6 +475,8 @@ class Trainer:
             if done:
                 break
         bar.close()
+        if meter is not None:
+            meter.stop(1.0)  # the run ended inside the window: no figure
         if budget is not None:
             log.info(
                 "time budget %s: stopped after step %d at %s",
