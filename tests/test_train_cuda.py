@@ -37,7 +37,7 @@ def test_batches_are_made_on_the_gpu_and_reproducible() -> None:
     assert blurred.device.type == sharp.device.type == "cuda"
     assert source.pool.pool.device.type == "cuda"
     assert blurred.shape == sharp.shape == (4, 3, 64, 64)
-    assert 0 <= float(blurred.min()) and float(blurred.max()) <= 1
+    assert float(blurred.min()) >= 0 and float(blurred.max()) <= 1
     again = source.batch(2)
     assert torch.equal(again[0], blurred)
 
