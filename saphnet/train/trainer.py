@@ -170,6 +170,21 @@ class Trainer:
         """``torch.compile`` of the network (compiled lazily, at the first step)."""
         return torch.compile(self.model)  # type: ignore[return-value]
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass; a network that fails to compile trains eagerly
+        (with a warning) instead of ending the run."""
+        if self.forward is self.model:
+            return self.model(x)
+        try:
+            return self.forward(x)
+        except Exception as exc:
+            log.warning(
+                "torch.compile failed (%s); training without it",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+            self.forward = self.model
+            return self.model(x)
+
     # -- checkpoints ---------------------------------------------------------------
 
     def state(self) -> dict:
@@ -276,7 +291,7 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
-            output = self.forward(blurred).float()
+            output = self._forward(blurred).float()
             loss = self.loss_fn(output, sharp)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
