@@ -232,3 +232,21 @@ def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys) ->
     history = [json.loads(line) for line in (out / HISTORY).read_text().splitlines()]
     assert history[-1]["iteration"] == summary["iterations"]
     assert math.isfinite(history[-1]["val_psnr"])
+
+
+def test_gpu_short_preset_brings_its_recipe_and_options_win() -> None:
+    from saphnet.cli import build_parser
+    from saphnet.commands.train import recipe
+    from saphnet.train.presets import RECIPES
+
+    args = build_parser().parse_args(["train", "--synthetic", "--preset", "gpu-short"])
+    assert recipe(args) == RECIPES["gpu-short"]
+    assert TrainSettings(**recipe(args)).time_budget_s == 360.0
+    args = build_parser().parse_args(
+        ["train", "--synthetic", "--preset", "gpu-short", "--time-budget", "4m", "--crop", "128"]
+    )
+    fields = recipe(args)
+    assert fields["time_budget_s"] == 240.0 and fields["crop"] == 128
+    assert fields["batch_size"] == RECIPES["gpu-short"]["batch_size"]
+    plain = recipe(build_parser().parse_args(["train", "--synthetic", "--time-budget", "90s"]))
+    assert plain == {"time_budget_s": 90.0, "schedule": "cosine"}  # the paper's recipe otherwise
