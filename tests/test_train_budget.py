@@ -198,6 +198,7 @@ def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys) ->
         "8",
         "--heldout-count",
         "2",
+        "--channels-last",  # the CUDA default layout, through save, eval and export
         "--threads",
         "1",
         "--out",
@@ -210,6 +211,7 @@ def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys) ->
     assert t["steps_per_s"] > 0 and t["images_per_s"] == pytest.approx(t["steps_per_s"])
     assert summary["files"] == {"weights": FINAL, "eval": EVAL, "onnx": ONNX}
     assert summary["mixed_precision"] is None and summary["device"] == "cpu"
+    assert summary["channels_last"] is True
 
     model = SAPHNet.load(out / FINAL)
     assert model.config.widths == (8, 16, 32)

@@ -22,12 +22,15 @@ def _widths(text: str) -> tuple[int, int, int]:
 
 def _shown(name: str, default: object) -> str:
     """Help text's default: TrainSettings' value and any preset's own."""
+    from ..train.budget import format_duration
     from ..train.presets import RECIPES
 
     shown = f"default: {default}"
     for preset, recipe in RECIPES.items():
         if name in recipe:
-            shown += f"; {preset}: {recipe[name]}"
+            value = recipe[name]
+            text = format_duration(value) if name.endswith("_s") else value  # type: ignore[arg-type]
+            shown += f"; {preset}: {text}"
     return f"({shown})"
 
 
@@ -182,8 +185,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     speed.add_argument(
         "--compile",
         action="store_true",
-        help="run the network through torch.compile (default: off; compiling takes a "
-        "minute and pays only in long runs)",
+        help="run the network through torch.compile (default: off; "
+        "benchmarks/train_throughput.py measures whether it pays on your GPU)",
     )
     speed.add_argument(
         "--synthesis",

@@ -162,8 +162,12 @@ def random_psfs(
     pos = t[None] * end[:, None]
     i0 = pos.floor().long().clamp(max=samples - 2)
     frac = (pos - i0).to(torch.float32)
-    rows = bank[pick]
-    path = rows.gather(1, i0) * (1 - frac) + rows.gather(1, i0 + 1) * frac
+    rows = torch.view_as_real(bank[pick])  # count, samples, 2 (gather on real tensors)
+
+    def at(index: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_complex(rows.gather(1, index[..., None].expand(-1, -1, 2)))
+
+    path = at(i0) * (1 - frac) + at(i0 + 1) * frac
     spin = torch.polar(torch.ones(count, device=device), _uniform(count, 0, 2 * math.pi, g, device))
     path = path * spin[:, None]
     mirror = torch.rand(count, generator=g, device=device) < 0.5

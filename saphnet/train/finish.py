@@ -70,7 +70,9 @@ def finish_run(
         files["eval"] = EVAL
         print(report.table())
     if onnx:
-        export_onnx(trainer.model, run / ONNX, force=True, weights_sha256=sha256_file(final))
+        # A channels-last network (CUDA training) exports its weights in the usual layout.
+        model = trainer.model.to(memory_format=torch.contiguous_format)
+        export_onnx(model, run / ONNX, force=True, weights_sha256=sha256_file(final))
         files["onnx"] = ONNX
     device = trainer.device
     summary = {
