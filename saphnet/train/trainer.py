@@ -39,6 +39,7 @@ from ..model import SAPHNet, SAPHNetConfig
 from .budget import cosine_lr, format_duration
 from .device import BusyMeter, amp_dtype, memory_gib, pdf_backends, pick_device, utilization
 from .losses import make_loss
+from .metrics import batch_psnr_tensor
 from .settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -303,9 +304,7 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.iteration += 1
-        with torch.no_grad():
-            mse = ((output.detach().clamp(0, 1) - sharp) ** 2).flatten(1).mean(dim=1)
-            psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean()
+        psnr = batch_psnr_tensor(output, sharp)
         loss_value, psnr_value = torch.stack([loss.detach(), psnr]).tolist()
         return loss_value, psnr_value
 
