@@ -39,7 +39,8 @@ def heldout_report(trainer: Trainer, count: int) -> EvalReport:
     data = heldout_dataset(crop=None, count=count)
     pairs = ((f"heldout/{i:02d}", *data[i]) for i in range(len(data)))
     model = trainer.model.eval()
-    return evaluate(lambda b: deblur_array(model, b, trainer.device), pairs, str(FINAL))
+    label = f"{FINAL} (torch, fp32, {trainer.device})"
+    return evaluate(lambda b: deblur_array(model, b, trainer.device), pairs, label)
 
 
 def write_json(path: Path, data: dict) -> None:
