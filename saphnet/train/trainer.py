@@ -144,6 +144,12 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.scheduler = make_scheduler(self.optimizer, settings)
         self.amp_dtype = amp_dtype(self.device, settings.amp)
+        if self.device.type == "cuda":
+            # Fixed crop sizes: let cuDNN time its algorithms once. With mixed precision
+            # on, the float32 parts (the PDF op's GEMMs) may use TF32 tensor cores too.
+            torch.backends.cudnn.benchmark = True
+            if self.amp_dtype is not None:
+                torch.backends.cuda.matmul.allow_tf32 = True
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = make_loss(settings.loss)
         self.forward = self._compiled() if settings.compile else self.model
