@@ -162,7 +162,7 @@ class DeviceBlurBatches:
 
     def _trajectories(self, iteration: int) -> torch.Tensor:
         """The shake-trajectory bank for this iteration, regenerated every
-        ``bank_every`` iterations (a few hundred kernel launches, amortised)."""
+        ``bank_every`` iterations (a 2,000-step loop of small kernels, amortised)."""
         key = iteration // self.bank_every
         if self._bank is None or self._bank[0] != key:
             g = generator(self.device, self.seed, key, 1)
