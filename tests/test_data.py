@@ -21,7 +21,13 @@ from saphnet.data.datasets import (
     find_pairs,
     training_dataset,
 )
-from saphnet.data.psf import linear_psf, random_shake_psf, shake_trajectory, trajectory_psf
+from saphnet.data.psf import (
+    disc_psf,
+    linear_psf,
+    random_shake_psf,
+    shake_trajectory,
+    trajectory_psf,
+)
 from saphnet.errors import SaphnetError
 
 
@@ -80,6 +86,29 @@ def test_synthesize_blurs_and_stays_in_range() -> None:
     assert blurred.min() >= 0 and blurred.max() <= 1
     # blur removes high frequencies: neighbouring pixels agree more
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.5 * np.abs(np.diff(sharp, axis=1)).mean()
+
+
+def test_defocus_and_jpeg_are_drawn_only_when_enabled() -> None:
+    sharp = np.random.default_rng(1).random((64, 64, 3))
+    plain = synthesize(np.random.default_rng(0), sharp, BlurSettings())
+    off = BlurSettings(defocus_prob=0.0, jpeg_prob=0.0, max_defocus=3.0)
+    assert np.array_equal(synthesize(np.random.default_rng(0), sharp, off), plain)
+    jpeg = synthesize(np.random.default_rng(0), sharp, BlurSettings(jpeg_prob=1.0))
+    assert np.allclose(jpeg * 255, np.round(jpeg * 255))  # decoded 8-bit JPEG
+    assert not np.allclose(jpeg, plain, atol=2 / 255)
+    focus = synthesize(np.random.default_rng(0), sharp, BlurSettings(defocus_prob=1.0))
+
+    def detail(x: np.ndarray) -> float:
+        return float(np.abs(np.diff(x, axis=1)).mean())
+
+    assert detail(focus) < detail(plain)  # the same motion blur, plus a disc
+
+
+def test_disc_psf_is_a_normalised_disc() -> None:
+    psf = disc_psf(2.0)
+    assert psf.sum() == pytest.approx(1.0) and psf.min() >= 0
+    assert psf.shape == (7, 7) and psf[3, 3] == psf.max() and psf[0, 0] == 0
+    assert np.allclose(psf, psf.T) and np.allclose(psf, psf[::-1])
 
 
 def test_short_psfs_stay_within_the_shortest_length() -> None:

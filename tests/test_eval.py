@@ -46,7 +46,7 @@ def test_evaluate_scores_output_and_input() -> None:
     data = report.as_dict()
     assert data["mean"]["psnr"] == pytest.approx(30.0, abs=1e-3)
     assert data["mean"]["psnr_gain"] == pytest.approx(0.0, abs=1e-9)
-    assert "mean" in report.table().splitlines()[-1]
+    assert "mean" in report.table().splitlines()[-2]
 
 
 def _gopro_folder(root, blur_offset: int = 0) -> None:
@@ -104,3 +104,17 @@ def test_eval_cli_scores_an_onnx_file_like_its_weights(
     both = ["eval", "--data", data, "--model", str(tiny_onnx), "--weights", str(tiny_weights)]
     assert main(both) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_report_gives_every_image_its_gain() -> None:
+    sharp = _image()
+    pairs = [("a", sharp + 0.1, sharp), ("b", sharp + 0.02, sharp)]
+    report = evaluate(lambda b: b - 0.05, pairs)  # halves a's error, overshoots b's
+    data = report.as_dict()
+    gains = {image["name"]: image["psnr_gain"] for image in data["images"]}
+    assert gains["a"] == pytest.approx(20 * math.log10(2), abs=1e-3)  # +6.02 dB
+    assert gains["b"] < 0
+    assert data["psnr_gain"]["improved"] == 1
+    assert data["psnr_gain"]["min"] == pytest.approx(gains["b"])
+    assert data["psnr_gain"]["max"] == pytest.approx(gains["a"])
+    assert "1 of 2 improved" in report.table()

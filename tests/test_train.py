@@ -40,7 +40,10 @@ def _settings(**kw) -> TrainSettings:
 
 
 # One 32x32 crop per step and one validation crop: the smallest run that exercises it all.
-TINY_RUN = ["--batch-size", "1", "--crop", "32", "--val-count", "1", "--val-crop", "32"]
+TINY_RUN = [
+    *("--batch-size", "1", "--crop", "32", "--val-count", "1", "--val-crop", "32"),
+    *("--pool-size", "8", "--heldout-count", "0", "--no-onnx"),
+]
 
 
 def test_a_few_steps_lower_the_loss(tmp_path, tiny_config: SAPHNetConfig) -> None:

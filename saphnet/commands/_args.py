@@ -30,3 +30,22 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def duration(text: str) -> float:
+    """An argparse type: ``90s``, ``6m``, ``1h``, ``1h30m`` or plain seconds -> seconds."""
+    from ..train.budget import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def device_name(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    from ..train.settings import DEVICE_FORM
+
+    if not DEVICE_FORM.match(text):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not auto, cpu, cuda or cuda:N")
+    return text

@@ -20,18 +20,37 @@ def _widths(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def _shown(name: str, default: object) -> str:
+    """Help text's default: TrainSettings' value and any preset's own."""
+    from ..train.budget import format_duration
+    from ..train.presets import RECIPES
+
+    shown = f"default: {default}"
+    for preset, recipe in RECIPES.items():
+        if name in recipe:
+            value = recipe[name]
+            text = format_duration(value) if name.endswith("_s") else value  # type: ignore[arg-type]
+            shown += f"; {preset}: {text}"
+    return f"({shown})"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..train.presets import PRESETS
     from ..train.settings import SCHEDULES, TrainSettings
+    from ._args import device_name, duration, int_at_least
 
     d = TrainSettings()
     p = sub.add_parser(
         "train",
-        help="train SAPHNet (defaults: the paper's recipe)",
+        help="train SAPHNet (defaults: the paper's recipe; --preset gpu-short: 6 GPU minutes)",
         description="Train SAPHNet. Data: --data DIR (GoPro-layout <seq>/blur, <seq>/sharp "
         "pairs, or a folder of sharp images blurred on the fly) and/or --synthetic (photos "
         "shipped by scikit-image and matplotlib, blurred on the fly; with --data DIR of "
-        "sharp images, both sets). The run folder holds a resumable checkpoint.pt, "
-        "latest/best .safetensors and history.jsonl.",
+        "sharp images, both sets). Sharp photos are blurred in batches on the training "
+        "device. The run folder holds a resumable checkpoint.pt, latest/best .safetensors "
+        "and history.jsonl; when the run ends (iterations done or --time-budget spent), "
+        "final.safetensors, eval-heldout.json (held-out set, per image), saphnet.onnx "
+        "and train-summary.json.",
     )
     p.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
     p.add_argument(
@@ -54,12 +73,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--init",
         help="start from these SAPHNet weights (fine-tuning; the network comes from the file)",
     )
+    p.add_argument(
+        "--heldout-count",
+        type=int_at_least(0),
+        default=16,
+        help="held-out images scored into OUT/eval-heldout.json at the end, 0 skips "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export the final weights to OUT/saphnet.onnx at the end (default: %(default)s)",
+    )
     net = p.add_argument_group("network")
     net.add_argument(
         "--preset",
-        choices=("paper", "small"),
+        choices=tuple(PRESETS),
         default="paper",
-        help="paper: the full network; small: the shipped checkpoint's",
+        help="paper: the full network; small: the shipped checkpoint's; gpu-short: a "
+        "4.05 M-parameter network and recipe for about 6 minutes on one H100/H200 "
+        "(default: %(default)s)",
     )
     net.add_argument("--widths", type=_widths, help="three channel widths, e.g. 16,32,64")
     net.add_argument("--pdf-kernel", type=int, help="K of the pixel-dependent filter")
@@ -67,32 +101,149 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     net.add_argument(
         "--no-offsets", action="store_true", help="PDF without offsets (paper's variant a)"
     )
-    opt = p.add_argument_group("recipe")
-    opt.add_argument("--iterations", type=int, default=d.iterations)
-    opt.add_argument("--batch-size", type=int, default=d.batch_size)
-    opt.add_argument("--crop", type=int, default=d.crop, help="training crop side, multiple of 16")
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    opt.add_argument("--lr-step", type=int, default=d.lr_step, help="step schedule: steps per drop")
+    opt = p.add_argument_group("recipe (a preset's values apply where an option is not given)")
     opt.add_argument(
-        "--lr-gamma", type=float, default=d.lr_gamma, help="step schedule: drop factor"
+        "--time-budget",
+        type=duration,
+        metavar="DURATION",
+        help="stop when this much time is spent (e.g. 90s, 6m, 1h), at the end of a step; "
+        "the learning rate anneals by a cosine over the time "
+        f"{_shown('time_budget_s', 'none, train --iterations steps')}",
     )
-    opt.add_argument("--min-lr", type=float, default=d.min_lr, help="cosine schedule: final lr")
-    opt.add_argument("--loss", choices=("l1", "mse", "charbonnier"), default=d.loss)
-    opt.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    opt.add_argument(
+        "--iterations", type=int, help=f"steps in total (cap) {_shown('iterations', d.iterations)}"
+    )
+    opt.add_argument(
+        "--batch-size", type=int, help=f"crops per step {_shown('batch_size', d.batch_size)}"
+    )
+    opt.add_argument(
+        "--crop", type=int, help=f"training crop side, multiple of 16 {_shown('crop', d.crop)}"
+    )
+    opt.add_argument("--lr", type=float, help=f"Adam's peak learning rate {_shown('lr', d.lr)}")
+    opt.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning-rate schedule (default: step, cosine with --time-budget)",
+    )
+    opt.add_argument(
+        "--lr-step", type=int, help=f"step schedule: steps per drop {_shown('lr_step', d.lr_step)}"
+    )
+    opt.add_argument(
+        "--lr-gamma",
+        type=float,
+        help=f"step schedule: drop factor {_shown('lr_gamma', d.lr_gamma)}",
+    )
+    opt.add_argument(
+        "--min-lr", type=float, help=f"cosine schedule: final rate {_shown('min_lr', d.min_lr)}"
+    )
+    opt.add_argument(
+        "--warmup",
+        type=float,
+        help="--time-budget: fraction of the budget spent warming the rate up "
+        f"{_shown('warmup', d.warmup)}",
+    )
+    opt.add_argument(
+        "--loss", choices=("l1", "mse", "charbonnier"), help=f"loss {_shown('loss', d.loss)}"
+    )
+    opt.add_argument(
+        "--grad-clip", type=float, help=f"clip the gradient norm {_shown('grad_clip', 'none')}"
+    )
     opt.add_argument(
         "--random-heads",
         action="store_true",
         help="keep the decoders' random last convs (default: zeroed, the net starts as identity)",
     )
-    opt.add_argument("--val-every", type=int, default=d.val_every)
-    opt.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    opt.add_argument("--seed", type=int, default=d.seed)
-    opt.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    opt.add_argument("--workers", type=int, default=d.workers, help="data-loader processes")
-    opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    opt.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    opt.add_argument(
+        "--val-every",
+        type=int,
+        help=f"steps between validations {_shown('val_every', d.val_every)}",
+    )
+    opt.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help=f"steps between checkpoints {_shown('checkpoint_every', d.checkpoint_every)}",
+    )
+    opt.add_argument("--seed", type=int, default=d.seed, help="seed (default: %(default)s)")
+    speed = p.add_argument_group("device and throughput")
+    speed.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto (CUDA when visible), cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    speed.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="no mixed precision on CUDA (default: bfloat16 autocast, float16 with loss "
+        "scaling where bfloat16 is missing; always off on CPU)",
+    )
+    speed.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (default: on CUDA only)",
+    )
+    speed.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile (default: off; "
+        "benchmarks/train_throughput.py measures whether it pays on your GPU)",
+    )
+    speed.add_argument(
+        "--synthesis",
+        choices=("device", "per-crop"),
+        default="device",
+        help="blur of sharp photos: device (batched torch ops where the network trains, "
+        "sharp windows resident there) or per-crop (NumPy per crop in --workers "
+        "processes) (default: %(default)s)",
+    )
+    speed.add_argument(
+        "--pool-size",
+        type=int_at_least(1),
+        default=2048,
+        help="--synthesis device: sharp windows kept on the device (default: %(default)s)",
+    )
+    speed.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="--synthesis per-crop and paired folders: data-loader processes "
+        "(default: %(default)s)",
+    )
+    speed.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.set_defaults(func=run)
+
+
+_RECIPE_OPTIONS = (
+    "iterations",
+    "batch_size",
+    "crop",
+    "lr",
+    "schedule",
+    "lr_step",
+    "lr_gamma",
+    "min_lr",
+    "warmup",
+    "loss",
+    "grad_clip",
+    "val_every",
+    "checkpoint_every",
+)
+
+
+def recipe(args: argparse.Namespace) -> dict[str, object]:
+    """TrainSettings fields from the preset's recipe overridden by the options given."""
+    from ..train.presets import RECIPES
+
+    fields: dict[str, object] = dict(RECIPES.get(args.preset, {}))
+    for name in _RECIPE_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    if args.time_budget is not None:
+        fields["time_budget_s"] = args.time_budget
+    if fields.get("time_budget_s") is not None and args.schedule is None:
+        fields["schedule"] = "cosine"
+    return fields
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,13 +252,21 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..data.datasets import PairedFolderDataset, heldout_dataset, training_dataset
+    from ..data.datasets import (
+        PairedFolderDataset,
+        SyntheticBlurDataset,
+        heldout_dataset,
+        training_dataset,
+    )
+    from ..data.device_batches import DeviceBlurBatches
     from ..errors import SaphnetError
     from ..files import check_writable
     from ..model import read_config
+    from ..train.device import describe, pick_device
+    from ..train.finish import finish_run
     from ..train.presets import PRESETS
     from ..train.settings import TrainSettings
-    from ..train.trainer import CHECKPOINT, Trainer, pick_device
+    from ..train.trainer import CHECKPOINT, Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,24 +287,15 @@ def run(args: argparse.Namespace) -> int:
         base = read_config(args.init) if args.init else PRESETS[args.preset]
         config = dataclasses.replace(base, **overrides)
         settings = TrainSettings(
-            iterations=args.iterations,
-            batch_size=args.batch_size,
-            crop=args.crop,
-            lr=args.lr,
-            schedule=args.schedule,
-            lr_step=args.lr_step,
-            lr_gamma=args.lr_gamma,
-            min_lr=args.min_lr,
-            loss=args.loss,
-            grad_clip=args.grad_clip,
-            val_every=args.val_every,
-            checkpoint_every=args.checkpoint_every,
+            **recipe(args),  # type: ignore[arg-type]
             seed=args.seed,
             amp=not args.no_amp,
             workers=args.workers,
             identity_start=not args.random_heads,
+            channels_last=args.channels_last,
+            compile=args.compile,
         )
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise SaphnetError(f"{exc}; fix the option") from None
     out = Path(args.out)
     checkpoint = out / CHECKPOINT
@@ -159,13 +309,25 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.export, args.force)
     if not (args.data or args.synthetic):
         raise SaphnetError("no training data: give --data DIR, --synthetic, or both")
+    device = pick_device(args.device)
     train_set = training_dataset(args.data, settings.crop, settings.seed, builtin=args.synthetic)
+    if isinstance(train_set, SyntheticBlurDataset) and args.synthesis == "device":
+        train_set = DeviceBlurBatches(
+            train_set.images,
+            settings.crop,
+            settings.batch_size,
+            settings.seed,
+            device,
+            train_set.settings,
+            pool_size=args.pool_size,
+            min_scale=train_set.min_scale,
+        )
     val_set = (
         PairedFolderDataset(args.val_data, crop=None)
         if args.val_data
         else heldout_dataset(crop=args.val_crop, count=args.val_count)
     )
-    trainer = Trainer(config, settings, train_set, val_set, out, pick_device(args.device))
+    trainer = Trainer(config, settings, train_set, val_set, out, device)
     if args.resume:
         trainer.load_checkpoint(checkpoint)
     else:
@@ -174,19 +336,24 @@ def run(args: argparse.Namespace) -> int:
         if args.init:
             trainer.init_weights(args.init)
     log.info(
-        "training %s on %s (%s), %d parameters, to iteration %d",
+        "training %s on %s (%s), %d parameters, %s",
         args.init or args.preset,
-        trainer.device,
+        describe(device),
         " + ".join(filter(None, ["builtin photos" if args.synthetic else "", args.data])),
         sum(p.numel() for p in trainer.model.parameters()),
-        settings.iterations,
+        f"for {settings.time_budget_s:.0f} s (at most {settings.iterations} steps)"
+        if settings.time_budget_s
+        else f"to iteration {settings.iterations}",
     )
     result = trainer.fit()
+    summary = finish_run(trainer, result, args.heldout_count, args.onnx)
     if args.export:
         trainer.model.save(args.export, force=args.force)
+    t = result.throughput
     print(
         f"iteration {result.iteration}: validation PSNR {result.val_psnr:.2f} dB "
         f"(blurred input {result.input_psnr:.2f} dB), best {result.best_psnr:.2f} dB, "
-        f"{result.elapsed_s / 60:.1f} min; weights in {out}"
+        f"{result.elapsed_s / 60:.1f} min, {t['steps_per_s']:.2f} steps/s, "
+        f"{t['images_per_s']:.1f} images/s; in {out}: {', '.join(summary['files'].values())}"
     )
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from .psf import random_linear_psf, random_shake_psf
+from .psf import disc_psf, random_linear_psf, random_shake_psf
 
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
@@ -79,6 +79,15 @@ class BlurSettings:
             to a point). Real photos are often sharp in places (a still background
             behind a moving subject, a steady moment of the exposure); a network that
             only ever saw long blur sharpens what is already sharp and loses PSNR there.
+        defocus_prob: chance that the whole image is also mildly out of focus (a disc
+            PSF of radius up to ``max_defocus`` px), as real frames often are.
+        max_defocus: largest defocus disc radius in pixels.
+        jpeg_prob: chance that the result is JPEG-compressed (quality drawn from
+            ``jpeg_quality``), as most photos a user deblurs are.
+        jpeg_quality: (lowest, highest) JPEG quality.
+
+    Each of ``short_prob``, ``defocus_prob`` and ``jpeg_prob`` draws random numbers
+    only when it is above zero, so the held-out set (the defaults) keeps its blurs.
     """
 
     max_length: float = 25.0
@@ -88,6 +97,10 @@ class BlurSettings:
     max_shot: float = 2e-4
     max_read: float = 4e-3
     short_prob: float = 0.0
+    defocus_prob: float = 0.0
+    max_defocus: float = 2.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
 
     @property
     def margin(self) -> int:
@@ -117,10 +130,30 @@ def synthesize(
     psfs = [random_psf(rng, settings) for _ in range(regions)]
     masks = smooth_masks(rng, h, w, regions)
     blurred = sum(m[:, :, None] * convolve(linear, k) for m, k in zip(masks, psfs, strict=True))
+    if settings.defocus_prob > 0 and rng.random() < settings.defocus_prob:
+        blurred = convolve(blurred, disc_psf(rng.uniform(0.5, settings.max_defocus)))
     noisy = add_noise(
         rng, blurred, rng.uniform(0.0, settings.max_shot), rng.uniform(0.0, settings.max_read)
     )
-    return linear_to_srgb(noisy)
+    out = linear_to_srgb(noisy)
+    if settings.jpeg_prob > 0 and rng.random() < settings.jpeg_prob:
+        out = jpeg(out, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
+    return out
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """An sRGB image (H, W, 3) in [0, 1] through Pillow's JPEG encoder and decoder at
+    ``quality`` (4:2:0 chroma subsampling, libjpeg's standard tables)."""
+    import io
+
+    from PIL import Image
+
+    pixels = Image.fromarray(np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"), np.float64) / 255.0
 
 
 def blur_with(

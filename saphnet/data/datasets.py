@@ -46,8 +46,9 @@ BUILTIN_TRAIN = (
 BUILTIN_HELDOUT = ("chelsea", "coffee")
 # Augmentation of sharp photos blurred for training (see SyntheticBlurDataset).
 TRAIN_AUGMENT = {"min_scale": 0.75, "shuffle_channels": True}
-# Training blur: the held-out set's ranges, plus one PSF in five nearly a point.
-TRAIN_BLUR = BlurSettings(short_prob=0.2)
+# Training blur: the held-out set's ranges, plus one PSF in five nearly a point, mild
+# defocus in one image in four and JPEG in three in ten (real frames have both).
+TRAIN_BLUR = BlurSettings(short_prob=0.2, defocus_prob=0.25, jpeg_prob=0.3)
 
 
 def to_rgb_float(image: np.ndarray) -> np.ndarray:

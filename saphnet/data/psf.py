@@ -131,3 +131,14 @@ def random_linear_psf(
 ) -> np.ndarray:
     """A linear-motion PSF with random length and angle."""
     return linear_psf(rng.uniform(min_length, max_length), rng.uniform(0.0, 180.0))
+
+
+def disc_psf(radius: float) -> np.ndarray:
+    """A defocus PSF: a uniform disc of ``radius`` pixels with anti-aliased rim
+    (each pixel weighted by how far the rim lies past its centre, clipped to [0, 1])."""
+    if radius < 0:
+        raise ValueError(f"disc_psf: radius must be >= 0, got {radius}")
+    r = math.ceil(radius + 0.5)
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    kernel = np.clip(radius + 0.5 - np.hypot(y, x), 0.0, 1.0)
+    return kernel / kernel.sum()

@@ -86,7 +86,29 @@ class PDFConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
+    @staticmethod
+    def _under_autocast(x: torch.Tensor) -> bool:
+        device = x.device.type  # "meta" (complexity counting) has no autocast at all
+        return (
+            not torch.onnx.is_in_onnx_export()
+            and torch.amp.is_autocast_available(device)
+            and torch.is_autocast_enabled(device)
+        )
+
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self._under_autocast(x):
+            # Mixed-precision training: autocast hands in bfloat16/float16 features but
+            # leaves this op's float32 weights alone. Run it in float32 (as torchvision
+            # does under autocast): its backends' backward passes are float32 ones.
+            with torch.autocast(x.device.type, enabled=False):
+                return pdf_conv(
+                    x.float(),
+                    offset.float(),
+                    mask.float(),
+                    self.weight,
+                    self.bias,
+                    padding=self.padding,
+                )
         return pdf_conv(x, offset, mask, self.weight, self.bias, padding=self.padding)
 
 

@@ -45,6 +45,27 @@ def available_backends() -> list[str]:
     return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
 
 
+def resolve_backend(
+    name: str,
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+) -> Backend:
+    """The backend ``name`` (or the best one accepting these tensors for ``auto``)."""
+    _register_builtin()
+    if name == "auto":
+        for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
+            if backend.accepts(x, offset, mask, weight):
+                return backend
+        raise RuntimeError("pdf_conv: no backend accepts these tensors")  # pragma: no cover
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"pdf_conv: unknown backend {name!r}; available: {', '.join(available_backends())}"
+        )
+    return _BACKENDS[name]
+
+
 def select_backend(
     name: str,
     x: torch.Tensor,
@@ -53,17 +74,7 @@ def select_backend(
     weight: torch.Tensor,
 ) -> Callable[..., torch.Tensor]:
     """The function to run for ``name`` (or the best accepting backend for ``auto``)."""
-    _register_builtin()
-    if name == "auto":
-        for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
-            if backend.accepts(x, offset, mask, weight):
-                return backend.fn
-        raise RuntimeError("pdf_conv: no backend accepts these tensors")  # pragma: no cover
-    if name not in _BACKENDS:
-        raise ValueError(
-            f"pdf_conv: unknown backend {name!r}; available: {', '.join(available_backends())}"
-        )
-    return _BACKENDS[name].fn
+    return resolve_backend(name, x, offset, mask, weight).fn
 
 
 @contextlib.contextmanager

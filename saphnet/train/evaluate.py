@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -32,14 +33,40 @@ class EvalReport:
     def mean(self, field: str) -> float:
         return float(np.mean([getattr(s, field) for s in self.scores]))
 
+    def gains(self) -> list[float]:
+        """PSNR gain (output minus blurred input) of every image, in dB."""
+        return [s.psnr - s.input_psnr for s in self.scores]
+
+    def gain_summary(self) -> dict:
+        """How the gain spreads over the images: a mean can hide losses on some."""
+        gains = np.array(self.gains(), dtype=np.float64)
+        finite = gains[np.isfinite(gains)]
+        if finite.size == 0:
+            return {"min": math.nan, "median": math.nan, "max": math.nan, "improved": 0}
+        return {
+            "min": float(finite.min()),
+            "median": float(np.median(finite)),
+            "max": float(finite.max()),
+            "improved": int((finite > 0).sum()),
+        }
+
     def as_dict(self) -> dict:
         means = {f: self.mean(f) for f in ("psnr", "ssim", "input_psnr", "input_ssim")}
         means["psnr_gain"] = means["psnr"] - means["input_psnr"]
+        means["ssim_gain"] = means["ssim"] - means["input_ssim"]
         return {
             "model": self.model,
             "count": len(self.scores),
             "mean": means,
-            "images": [asdict(s) for s in self.scores],
+            "psnr_gain": self.gain_summary(),
+            "images": [
+                {
+                    **asdict(s),
+                    "psnr_gain": s.psnr - s.input_psnr,
+                    "ssim_gain": s.ssim - s.input_ssim,
+                }
+                for s in self.scores
+            ],
         }
 
     def to_json(self) -> str:
@@ -54,6 +81,11 @@ class EvalReport:
                 f"{s.name:<{width}}  {s.psnr:7.2f}  {s.ssim:6.4f}  {s.input_psnr:7.2f}  "
                 f"{s.input_ssim:7.4f}  {s.psnr - s.input_psnr:+6.2f}"
             )
+        g = self.gain_summary()
+        rows.append(
+            f"gain per image: min {g['min']:+.2f}, median {g['median']:+.2f}, "
+            f"max {g['max']:+.2f} dB; {g['improved']} of {len(self.scores)} improved"
+        )
         return "\n".join(rows)
 
     def _mean_score(self) -> ImageScore:

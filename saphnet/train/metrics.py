@@ -29,7 +29,14 @@ def ssim(output: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> flo
     )
 
 
+def batch_psnr_tensor(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean PSNR over a batch (N, C, H, W) in [0, 1], output clamped first, as a
+    0-d tensor on the batch's device (read back when the caller synchronises anyway)."""
+    with torch.no_grad():
+        mse = ((output.detach().clamp(0, 1) - target) ** 2).flatten(1).mean(dim=1)
+        return (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean()
+
+
 def batch_psnr(output: torch.Tensor, target: torch.Tensor) -> float:
     """Mean PSNR over a batch (N, C, H, W) in [0, 1], output clamped first."""
-    mse = ((output.detach().clamp(0, 1) - target) ** 2).flatten(1).mean(dim=1)
-    return float((10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean())
+    return float(batch_psnr_tensor(output, target))

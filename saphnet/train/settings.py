@@ -6,9 +6,12 @@ Imports no torch, so the CLI can build its options from it cheaply.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 
 SCHEDULES = ("step", "cosine")
+# What --device takes (checked here, without torch, so the CLI parser stays cheap).
+DEVICE_FORM = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,14 @@ class TrainSettings:
             untrained network returns its input and every step starts from "no
             change" instead of undoing a random residual (see
             :func:`saphnet.train.trainer.start_at_identity`).
+        time_budget_s: stop when this much wall-clock time (steps, validations,
+            checkpoints) is spent, at the end of a step; the learning rate then follows
+            a cosine over the spent fraction of the budget (schedule must be "cosine";
+            ``iterations`` still caps the run). None: a step-count run.
+        warmup: fraction of a budgeted run spent warming the rate up linearly.
+        channels_last: NHWC memory layout for the network (None: on CUDA only, where
+            cuDNN's tensor-core convolutions want it).
+        compile: run the network through ``torch.compile``.
     """
 
     iterations: int = 400_000
@@ -54,6 +65,10 @@ class TrainSettings:
     amp: bool = True
     workers: int = 0
     identity_start: bool = True
+    time_budget_s: float | None = None
+    warmup: float = 0.0
+    channels_last: bool | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,6 +82,15 @@ class TrainSettings:
             problems.append("lr must be > 0, lr_step >= 1 and 0 < lr_gamma <= 1")
         if self.val_every < 1 or self.checkpoint_every < 1:
             problems.append("val_every and checkpoint_every must be >= 1")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            problems.append(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        if self.time_budget_s is not None and self.schedule != "cosine":
+            problems.append(
+                "a time budget anneals by a cosine over the budget, so schedule must be "
+                f"'cosine', got {self.schedule!r}"
+            )
+        if not 0 <= self.warmup < 1:
+            problems.append(f"warmup must be in [0, 1), got {self.warmup}")
         if problems:
             raise ValueError("TrainSettings: " + "; ".join(problems))
 
