@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,23 +63,20 @@ class Server:
         return self.process.returncode
 
 
-def start_server(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    command: Sequence[str], log: Path, env: dict[str, str] | None = None, triton: bool = False
+) -> Server:
     """Run ``command`` (a ``saphnet serve`` line, without ports) on free loopback
     ports and wait until the model is ready over HTTP."""
     import tritonclient.http as http
 
     http_port, grpc_port, metrics_port = free_ports(3)
-    args = [
-        *command,
-        "--host",
-        HOST,
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(grpc_port),
-        "--metrics-port",
-        str(metrics_port),
-    ]
+    # saphnet serve and tritonserver spell these flags alike.
+    args = [*command, "--http-address" if triton else "--host", HOST]
+    if triton:
+        args += ["--grpc-address", HOST]
+    args += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    args += ["--metrics-port", str(metrics_port)]
     with open(log, "wb") as fh:
         process = subprocess.Popen(
             args, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -103,3 +101,44 @@ def start_server(command: Sequence[str], log: Path, env: dict[str, str] | None =
         )
     finally:
         client.close()
+
+
+def python_backend_dir(folder: Path) -> Path:
+    """A backend directory for PyTriton's tritonserver: its Python backend plus the
+    stub built for this interpreter's Python version (laid out as PyTriton does)."""
+    import sys
+
+    from pytriton.triton import TRITONSERVER_DIST_DIR
+    from pytriton.utils.distribution import get_stub_path
+
+    python = folder / "backends" / "python"
+    shutil.copytree(TRITONSERVER_DIST_DIR / "backends" / "python", python)
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    shutil.copy(get_stub_path(version), python / "triton_python_backend_stub")
+    return folder / "backends"
+
+
+def start_tritonserver(repository: Path, work: Path) -> Server:
+    """PyTriton's ``tritonserver`` binary on ``repository``, loopback only, as a stock
+    server would run it (no PyTriton in the loop)."""
+    import sys
+    import sysconfig
+
+    from pytriton.triton import TRITONSERVER_DIST_DIR
+    from pytriton.utils.distribution import get_libs_path
+
+    backends = python_backend_dir(work)
+    env = dict(os.environ)
+    # FACTS.md: the stub must find this interpreter's libpython before the system's.
+    libs = [sysconfig.get_config_var("LIBDIR"), str(get_libs_path())]
+    env["LD_LIBRARY_PATH"] = ":".join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(":")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    command = [
+        str(TRITONSERVER_DIST_DIR / "bin" / "tritonserver"),
+        f"--model-repository={repository}",
+        f"--backend-directory={backends}",
+        "--exit-timeout-secs=5",
+        "--metrics-address",
+        HOST,
+    ]
+    return start_server(command, work / "tritonserver.log", env, triton=True)
