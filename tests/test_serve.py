@@ -6,7 +6,6 @@ metrics, a 20-request load test, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,10 +17,10 @@ pytest.importorskip("pytriton", reason="needs pip install 'saphnet[serve]'")
 http = pytest.importorskip("tritonclient.http")
 grpc = pytest.importorskip("tritonclient.grpc")
 from PIL import Image  # noqa: E402
-from serve_helpers import HOST, Server, start_server  # noqa: E402
 
 from saphnet.cli import main  # noqa: E402
 from saphnet.serve.loadtest import load_images  # noqa: E402
+from saphnet.serve.process import HOST, ServerProcess, serve_command, start  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +32,8 @@ MAX_MEGAPIXELS = 0.02
 @pytest.fixture(scope="module")
 def server(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [sys.executable, "-m", "saphnet", "serve", "--model", str(tiny_onnx)]
-    command += ["--max-size", str(MAX_SIZE), "--max-megapixels", str(MAX_MEGAPIXELS)]
-    srv = start_server(command, log)
+    command = serve_command("--model", str(tiny_onnx), "--max-size", str(MAX_SIZE))
+    srv = start([*command, "--max-megapixels", str(MAX_MEGAPIXELS)], log)
     yield srv
     srv.stop()
 
@@ -58,7 +56,7 @@ def _local(
     return [np.asarray(Image.open(out / f"{i}.png")) for i in range(len(images))]
 
 
-def test_health_metadata_and_metrics(server: Server) -> None:
+def test_health_metadata_and_metrics(server: ServerProcess) -> None:
     client = http.InferenceServerClient(server.http_url)
     try:
         assert client.is_server_live() and client.is_server_ready()
@@ -74,7 +72,9 @@ def test_health_metadata_and_metrics(server: Server) -> None:
         assert "nv_inference_count" in response.read().decode()
 
 
-def test_real_images_match_saphnet_deblur(server: Server, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_real_images_match_saphnet_deblur(
+    server: ServerProcess, tiny_onnx: Path, tmp_path: Path
+) -> None:
     images = load_images((64, 80), 2) + load_images((48, 112), 1)
     expected = _local(tiny_onnx, images, tmp_path / "in")
     client = http.InferenceServerClient(server.http_url)
@@ -90,7 +90,7 @@ def test_real_images_match_saphnet_deblur(server: Server, tiny_onnx: Path, tmp_p
 
 
 def test_concurrent_requests_batch_with_the_same_bytes(
-    server: Server, tiny_onnx: Path, tmp_path: Path
+    server: ServerProcess, tiny_onnx: Path, tmp_path: Path
 ) -> None:
     images = load_images((64, 80), 4)
     expected = _local(tiny_onnx, images, tmp_path / "in")
@@ -115,7 +115,7 @@ def test_concurrent_requests_batch_with_the_same_bytes(
 
 
 def test_large_images_are_tiled_on_the_server(
-    server: Server, tiny_onnx: Path, tmp_path: Path
+    server: ServerProcess, tiny_onnx: Path, tmp_path: Path
 ) -> None:
     (image,) = load_images((144, 176), 1)  # 25,344 px > the 20,000 px budget: tiled
     (expected,) = _local(
@@ -141,7 +141,7 @@ BAD = [
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_bad_requests_get_errors_and_the_server_keeps_serving(
-    server: Server, protocol: str
+    server: ServerProcess, protocol: str
 ) -> None:
     module = http if protocol == "http" else grpc
     url = server.http_url if protocol == "http" else server.grpc_url
@@ -157,7 +157,7 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(
         client.close()
 
 
-def test_loadtest_20_requests(server: Server, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_loadtest_20_requests(server: ServerProcess, tiny_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     url = f"http://{server.http_url}"
     args = ["loadtest", url, "--concurrency", "1,4", "--requests", "10", "--duration", "120"]
@@ -180,6 +180,6 @@ def test_loadtest_20_requests(server: Server, tiny_onnx: Path, tmp_path: Path) -
     assert (out / "loadtest.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_sigterm_stops_the_server_cleanly(server: Server) -> None:
+def test_sigterm_stops_the_server_cleanly(server: ServerProcess) -> None:
     assert server.stop() == 0
     assert "server stopped" in server.log.read_text()
