@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sysconfig
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -249,11 +249,23 @@ def open_backends(options: ServeOptions) -> list[Backend]:
     return backends
 
 
-def serve(options: ServeOptions, on_ready: Callable[[ServeOptions], None] | None = None) -> None:
-    """Serve until Ctrl-C, SIGTERM or the server dies; ``on_ready`` runs once the
-    model answers."""
+def _reason(exc: Exception) -> str:
+    """The telling line of a model-load failure (Triton wraps the Python traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    reason = (errors or lines or [type(exc).__name__])[-1]
+    if "handshake" in str(exc) or "waiting for config file" in str(exc):
+        # PyTriton gives instances after the first one second to find the first.
+        reason += " (PyTriton's instance handshake timed out on a busy machine: start again)"
+    return reason
+
+
+def serve(options: ServeOptions) -> None:
+    """Serve until Ctrl-C, SIGTERM or the server dies."""
     if options.max_batch < 1 or options.instances < 1:
         raise SaphnetError("--max-batch and --instances must be at least 1")
+    if options.max_pixels < PAD_MULTIPLE * PAD_MULTIPLE:
+        raise SaphnetError("--max-megapixels must allow at least one 16x16 tile; raise it")
     triton_cls, config_cls, model_config_cls, batcher_cls, tensor_cls = import_pytriton()
     check_ports_free(
         options.host,
@@ -296,7 +308,10 @@ def serve(options: ServeOptions, on_ready: Callable[[ServeOptions], None] | None
                 config=model_config_cls(max_batch_size=max_batch, batcher=batcher),
                 strict=True,
             )
-            triton.run()
+            try:
+                triton.run()
+            except Exception as exc:  # PyTriton and tritonclient raise types of their own
+                raise SaphnetError(f"tritonserver did not load the model: {_reason(exc)}") from None
             log.info(
                 "serving model '%s' (%s, %d instance(s), batches up to %d) on http://%s, "
                 "grpc %s, metrics http://%s:%d/metrics; Ctrl-C or SIGTERM stops",
@@ -309,8 +324,6 @@ def serve(options: ServeOptions, on_ready: Callable[[ServeOptions], None] | None
                 options.host,
                 options.metrics_port,
             )
-            if on_ready is not None:
-                on_ready(options)
             triton.serve()
     finally:
         for backend in backends:
