@@ -6,6 +6,8 @@ metrics, a 20-request load test, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 from saphnet.cli import main  # noqa: E402
 from saphnet.serve.loadtest import load_images  # noqa: E402
-from saphnet.serve.process import HOST, ServerProcess, serve_command, start  # noqa: E402
+from saphnet.serve.process import HOST, STOP_TIMEOUT_S, ServerProcess, serve_command, start  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -183,3 +185,15 @@ def test_loadtest_20_requests(server: ServerProcess, tiny_onnx: Path, tmp_path: 
 def test_sigterm_stops_the_server_cleanly(server: ServerProcess) -> None:
     assert server.stop() == 0
     assert "server stopped" in server.log.read_text()
+
+
+def test_ctrl_c_stops_the_server_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole process group."""
+    srv = start(serve_command("--model", str(tiny_onnx)), tmp_path / "serve.log")
+    os.killpg(srv.process.pid, signal.SIGINT)
+    try:
+        code = srv.process.wait(STOP_TIMEOUT_S)
+    finally:
+        srv.stop()  # kills the group if it hung
+    assert code == 0, srv.log_tail()
+    assert "server stopped" in srv.log.read_text()

@@ -325,6 +325,8 @@ def serve(options: ServeOptions) -> None:
                 options.metrics_port,
             )
             triton.serve()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, even while starting: the with stopped it
+        log.info("interrupted")
     finally:
         for backend in backends:
             backend.close()
