@@ -29,7 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Send real images to a Triton server's 'saphnet' model at each concurrency, "
         "bounded in requests and time; the first response is checked against the local "
         "result of --model. Writes loadtest.json, loadtest.md and loadtest.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("url", metavar="URL", help="http://HOST:PORT or grpc://HOST:PORT")
     p.add_argument(
@@ -37,16 +36,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=concurrency_list,
         default=[1, 4, 16],
         metavar="LIST",
-        help="concurrent requests per level, comma-separated",
+        help="concurrent requests per level, comma-separated (default: 1,4,16)",
     )
     p.add_argument(
-        "--requests", type=int_at_least(1), default=100, metavar="N", help="requests per level"
+        "--requests",
+        type=int_at_least(1),
+        default=100,
+        metavar="N",
+        help="requests per level (default: %(default)s)",
     )
     p.add_argument(
-        "--duration", type=float, default=60.0, metavar="S", help="time limit per level, seconds"
+        "--duration",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="time limit per level, seconds (default: %(default)s)",
     )
     p.add_argument(
-        "--size", type=parse_size, default=(256, 256), metavar="HxW", help="image size sent"
+        "--size",
+        type=parse_size,
+        default=(256, 256),
+        metavar="HxW",
+        help="image size sent (default: 256x256)",
     )
     p.add_argument(
         "--model",
@@ -59,7 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=("auto", "onnxruntime", "tensorrt"),
         default="auto",
-        help="backend for the local result",
+        help="backend for the local result (default: %(default)s)",
     )
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="report folder (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier report")

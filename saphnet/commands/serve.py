@@ -16,7 +16,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "[batch, H, W, 3] RGB, output 'deblurred' of the same shape) on the tritonserver "
         "PyTriton ships. Same-size requests are batched; large images are tiled. "
         "Ctrl-C or SIGTERM stops it. Needs pip install 'saphnet[serve]'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--model", type=Path, metavar="FILE", help=".onnx or .engine file (default: run --weights)"
@@ -25,55 +24,80 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=("auto", "torch", "onnxruntime", "tensorrt"),
         default="auto",
-        help="inference backend",
+        help="inference backend (default: %(default)s)",
     )
     p.add_argument(
         "--weights", type=Path, metavar="FILE", help="SAPHNet .safetensors (default: shipped)"
     )
     p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch/ONNX Runtime"
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="torch/ONNX Runtime (default: %(default)s)",
     )
     p.add_argument(
         "--plugins", type=Path, metavar="LIB", help="saphnet plugin library (default: installed)"
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0: every interface) (default: %(default)s)",
     )
-    p.add_argument("--http-port", type=int_at_least(1), default=8000, metavar="P", help="HTTP port")
-    p.add_argument("--grpc-port", type=int_at_least(1), default=8001, metavar="Q", help="gRPC port")
     p.add_argument(
-        "--metrics-port", type=int_at_least(1), default=8002, metavar="R", help="metrics port"
+        "--http-port",
+        type=int_at_least(1),
+        default=8000,
+        metavar="P",
+        help="HTTP port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--grpc-port",
+        type=int_at_least(1),
+        default=8001,
+        metavar="Q",
+        help="gRPC port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int_at_least(1),
+        default=8002,
+        metavar="R",
+        help="metrics port (default: %(default)s)",
     )
     p.add_argument(
         "--max-batch",
         type=int_at_least(1),
         default=4,
         metavar="N",
-        help="largest batch the dynamic batcher forms (1: dynamic batching off)",
+        help="largest batch the dynamic batcher forms (1: dynamic batching off) (default: %(default)s)",
     )
     p.add_argument(
         "--batch-delay-us",
         type=int_at_least(0),
         default=2000,
         metavar="US",
-        help="how long a request may wait for others to batch with",
+        help="how long a request may wait for others to batch with (default: %(default)s)",
     )
     p.add_argument(
-        "--instances", type=int_at_least(1), default=1, metavar="N", help="model instances"
+        "--instances",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="model instances (default: %(default)s)",
     )
     p.add_argument(
         "--max-size",
         type=int_at_least(16),
         default=8192,
         metavar="PX",
-        help="largest image side accepted; larger requests get an error",
+        help="largest image side accepted; larger requests get an error (default: %(default)s)",
     )
     p.add_argument(
         "--max-megapixels",
         type=float,
         default=2.1,
         metavar="MP",
-        help="memory budget of one backend call; larger images are tiled",
+        help="memory budget of one backend call; larger images are tiled (default: %(default)s)",
     )
     p.set_defaults(func=run)
 

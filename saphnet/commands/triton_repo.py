@@ -16,39 +16,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "'saphnet': python (the Python backend running saphnet: UINT8 images, batching, "
         "tiling), onnx (the onnxruntime backend, UINT8 images) or tensorrt (a tensorrt_plan "
         "with the engine's own float I/O). Its README has the tritonserver command line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", type=Path, required=True, metavar="FILE", help=".onnx or .engine")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="repository")
     p.add_argument(
-        "--kind", choices=("python", "onnx", "tensorrt"), default="python", help="Triton backend"
+        "--kind",
+        choices=("python", "onnx", "tensorrt"),
+        default="python",
+        help="Triton backend (default: %(default)s)",
     )
     p.add_argument(
-        "--max-batch", type=int_at_least(1), default=4, metavar="N", help="max_batch_size"
+        "--max-batch",
+        type=int_at_least(1),
+        default=4,
+        metavar="N",
+        help="max_batch_size (default: %(default)s)",
     )
     p.add_argument(
         "--batch-delay-us",
         type=int_at_least(0),
         default=2000,
         metavar="US",
-        help="dynamic batching max_queue_delay_microseconds",
+        help="dynamic batching max_queue_delay_microseconds (default: %(default)s)",
     )
     p.add_argument(
-        "--instances", type=int_at_least(1), default=1, metavar="N", help="instance_group count"
+        "--instances",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="instance_group count (default: %(default)s)",
     )
     p.add_argument(
         "--max-size",
         type=int_at_least(16),
         default=8192,
         metavar="PX",
-        help="largest image side accepted (python kind)",
+        help="largest image side accepted (python kind) (default: %(default)s)",
     )
     p.add_argument(
         "--max-megapixels",
         type=float,
         default=2.1,
         metavar="MP",
-        help="images over this are tiled (python kind)",
+        help="images over this are tiled (python kind) (default: %(default)s)",
     )
     p.add_argument(
         "--plugin-path",
