@@ -197,3 +197,26 @@ def test_ctrl_c_stops_the_server_cleanly(tiny_onnx: Path, tmp_path: Path) -> Non
         srv.stop()  # kills the group if it hung
     assert code == 0, srv.log_tail()
     assert "server stopped" in srv.log.read_text()
+
+
+def test_pytorch_backend_serves_the_weights(
+    tiny_weights: Path, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    (image,) = load_images((48, 64), 1)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "0.png")
+    args = ["deblur", str(folder), "-o", str(tmp_path / "out"), "--backend", "torch"]
+    assert main([*args, "--weights", str(tiny_weights), "--device", "cpu"]) == 0
+    expected = np.asarray(Image.open(tmp_path / "out" / "0.png"))
+    command = serve_command("--backend", "torch", "--weights", str(tiny_weights))
+    srv = start([*command, "--device", "cpu"], tmp_path / "serve.log")
+    try:
+        client = http.InferenceServerClient(srv.http_url)
+        try:
+            assert np.array_equal(_send(client, image[None])[0], expected)
+        finally:
+            client.close()
+    finally:
+        assert srv.stop() == 0, srv.log_tail()
+    assert "serving model 'saphnet' (torch," in srv.log.read_text()
