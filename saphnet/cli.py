@@ -18,6 +18,21 @@ from .errors import SaphnetError
 
 log = logging.getLogger("saphnet")
 
+EXTRAS = {
+    "torch": "export",
+    "onnxscript": "export",
+    "polygraphy": "export",
+    "skimage": "export",
+    "scipy": "export",
+    "matplotlib": "plot",
+    "pytriton": "serve",
+    "tritonclient": "serve",
+    "tensorrt": "tensorrt",
+    "pycuda": "tensorrt",
+}
+"""Optional packages and the extra that installs each (pyproject.toml): a command
+that needs one says which extra to install instead of showing a traceback."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -44,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SaphnetError as exc:
         print(f"saphnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        print(
+            f"saphnet {args.command}: error: this needs {package}, which is not installed; "
+            f"pip install 'saphnet[{EXTRAS[package]}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"saphnet {args.command}: interrupted", file=sys.stderr)

@@ -1,0 +1,125 @@
+"""``saphnet serve``: serve a model on Triton Inference Server (PyTriton)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._args import int_at_least
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a model on Triton Inference Server (HTTP, gRPC, metrics)",
+        description="Serve SAPHNet as the Triton model 'saphnet' (input 'image' UINT8 "
+        "[batch, H, W, 3] RGB, output 'deblurred' of the same shape) on the tritonserver "
+        "PyTriton ships. Same-size requests are batched; large images are tiled. "
+        "Ctrl-C or SIGTERM stops it. Needs pip install 'saphnet[serve]'.",
+    )
+    p.add_argument(
+        "--model", type=Path, metavar="FILE", help=".onnx or .engine file (default: run --weights)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        default="auto",
+        help="inference backend (default: %(default)s)",
+    )
+    p.add_argument(
+        "--weights", type=Path, metavar="FILE", help="SAPHNet .safetensors (default: shipped)"
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="torch/ONNX Runtime (default: %(default)s)",
+    )
+    p.add_argument(
+        "--plugins", type=Path, metavar="LIB", help="saphnet plugin library (default: installed)"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0: every interface) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int_at_least(1),
+        default=8000,
+        metavar="P",
+        help="HTTP port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--grpc-port",
+        type=int_at_least(1),
+        default=8001,
+        metavar="Q",
+        help="gRPC port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int_at_least(1),
+        default=8002,
+        metavar="R",
+        help="metrics port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int_at_least(1),
+        default=4,
+        metavar="N",
+        help="largest batch the dynamic batcher forms (1: dynamic batching off) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-delay-us",
+        type=int_at_least(0),
+        default=2000,
+        metavar="US",
+        help="how long a request may wait for others to batch with (default: %(default)s)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="model instances (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int_at_least(16),
+        default=8192,
+        metavar="PX",
+        help="largest image side accepted; larger requests get an error (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=2.1,
+        metavar="MP",
+        help="memory budget of one backend call; larger images are tiled (default: %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..serve.server import ServeOptions, serve
+
+    options = ServeOptions(
+        model=args.model,
+        backend=args.backend,
+        weights=args.weights,
+        device=args.device,
+        plugins=args.plugins,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        max_batch=args.max_batch,
+        batch_delay_us=args.batch_delay_us,
+        instances=args.instances,
+        max_side=args.max_size,
+        max_pixels=int(args.max_megapixels * 1e6),
+    )
+    serve(options)
+    return 0

@@ -1,0 +1,15 @@
+"""Serving SAPHNet on Triton Inference Server.
+
+``server`` binds our backends to a real ``tritonserver`` through PyTriton,
+``triton_repo`` writes model repositories for a stock ``tritonserver``, and
+``loadtest`` measures a running server. Nothing here imports torch unless the
+PyTorch backend is asked for, so ``pip install saphnet[serve]`` is enough to serve
+an ONNX file or an engine.
+"""
+
+MODEL_NAME = "saphnet"
+"""The Triton model name every repository and ``saphnet serve`` use."""
+INPUT_NAME = "image"
+"""UINT8 RGB, HWC, any size: dims [-1, -1, 3] after the batch dimension."""
+OUTPUT_NAME = "deblurred"
+"""UINT8, the input's shape."""
