@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import SAPHNetConfig
+from ..model.config import SAPHNetConfig
 
 # The network of the shipped checkpoint: small enough to train meaningfully on a
 # 2-core CPU in about 90 minutes (about 1.1 M parameters).
