@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def _seed(*values: int) -> int:
-    return int(np.random.SeedSequence(values).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence(values).generate_state(1, np.uint64)[0]) >> 1
 
 
 def generator(device: torch.device, *seed: int) -> torch.Generator:
