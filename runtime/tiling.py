@@ -28,7 +28,7 @@ from ..errors import SaphnetError
 PAD_MULTIPLE = 16
 DEFAULT_OVERLAP = 64
 DEFAULT_MAX_PIXELS = 1088 * 1920
-"""Untiled up to 1080p (padded): the default memory budget of one inference."""
+"""Untiled up to 1080p (padded), when no memory budget says otherwise."""
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -191,13 +191,13 @@ def deblur_image(
     tile: int | tuple[int, int] | None = None,
     overlap: int = DEFAULT_OVERLAP,
     min_hw: tuple[int, int] = (1, 1),
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run ``infer`` over an (H, W, 3) image (uint8, uint16 or float in [0, 1]) and
     return an image of the same shape and dtype; ``tile=None`` runs it whole.
 
     ``infer`` takes and returns (1, 3, h, w) float32 with h, w multiples of 16;
-    ``progress`` is called with the number of tiles done after each tile.
+    ``progress(done, total)`` is called with the tiles done and planned after each tile.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise SaphnetError(f"expected an (H, W, 3) image, got shape {image.shape}")
@@ -225,7 +225,7 @@ def deblur_image(
                 )
             done += 1
             if progress is not None:
-                progress(done)
+                progress(done, plan.count)
         end = plan.ys[k + 1] if k + 1 < len(plan.ys) else h
         _store(out, y, acc[:, : end - y], scale)
         keep = y + plan.tile_h - end

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import float_at_least, int_at_least
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sharp images, both sets). The run folder holds a resumable checkpoint.pt, "
         "latest/best .safetensors and history.jsonl.",
     )
-    p.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
+    p.add_argument(
+        "--data",
+        help="GoPro-layout folder or folder of sharp images (default: none, use --synthetic)",
+    )
     p.add_argument(
         "--synthetic",
         action="store_true",
@@ -42,56 +47,102 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-data", help="GoPro-layout validation folder (default: held-out synthetic set)"
     )
-    p.add_argument("--val-count", type=int, default=8, help="held-out synthetic validation items")
-    p.add_argument("--val-crop", type=int, default=192, help="side of held-out validation crops")
-    p.add_argument("--out", default="saphnet-run", help="run folder (default: saphnet-run)")
+    p.add_argument(
+        "--val-count",
+        type=int_at_least(1),
+        default=8,
+        help="held-out synthetic validation items (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-crop",
+        type=int_at_least(32),
+        default=192,
+        help="side of held-out validation crops (default: %(default)s)",
+    )
+    p.add_argument("--out", default="saphnet-run", help="run folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--force", action="store_true", help="start over in a run folder that has a checkpoint"
     )
-    p.add_argument("--export", help="also write the final weights here (.safetensors)")
+    p.add_argument(
+        "--export", help="also write the final weights here, .safetensors (default: none)"
+    )
     p.add_argument(
         "--init",
-        help="start from these SAPHNet weights (fine-tuning; the network comes from the file)",
+        help="start from these SAPHNet weights, the network comes from the file "
+        "(default: none, a fresh network)",
     )
     net = p.add_argument_group("network")
     net.add_argument(
         "--preset",
         choices=("paper", "small"),
         default="paper",
-        help="paper: the full network; small: the shipped checkpoint's",
+        help="paper: the full network; small: the shipped checkpoint's (default: %(default)s)",
     )
-    net.add_argument("--widths", type=_widths, help="three channel widths, e.g. 16,32,64")
-    net.add_argument("--pdf-kernel", type=int, help="K of the pixel-dependent filter")
-    net.add_argument("--attention-maps", type=int, help="C2 of the linear attention")
+    net.add_argument(
+        "--widths", type=_widths, help="three channel widths, e.g. 16,32,64 (default: the preset's)"
+    )
+    net.add_argument(
+        "--pdf-kernel",
+        type=int_at_least(1),
+        help="K of the pixel-dependent filter (default: the preset's)",
+    )
+    net.add_argument(
+        "--attention-maps",
+        type=int_at_least(1),
+        help="C2 of the linear attention (default: the preset's)",
+    )
     net.add_argument(
         "--no-offsets", action="store_true", help="PDF without offsets (paper's variant a)"
     )
-    opt = p.add_argument_group("recipe")
-    opt.add_argument("--iterations", type=int, default=d.iterations)
-    opt.add_argument("--batch-size", type=int, default=d.batch_size)
-    opt.add_argument("--crop", type=int, default=d.crop, help="training crop side, multiple of 16")
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    opt.add_argument("--lr-step", type=int, default=d.lr_step, help="step schedule: steps per drop")
-    opt.add_argument(
-        "--lr-gamma", type=float, default=d.lr_gamma, help="step schedule: drop factor"
+    opt = p.add_argument_group("recipe (defaults: the paper's)")
+    recipe = (
+        ("--iterations", int_at_least(1), d.iterations, "optimizer steps in total"),
+        ("--batch-size", int_at_least(1), d.batch_size, "crops per step"),
+        ("--crop", int_at_least(32), d.crop, "training crop side, a multiple of 16"),
+        ("--lr", float_at_least(0.0), d.lr, "Adam's initial learning rate"),
+        ("--lr-step", int_at_least(1), d.lr_step, "step schedule: steps per drop"),
+        ("--lr-gamma", float_at_least(0.0), d.lr_gamma, "step schedule: drop factor"),
+        ("--min-lr", float_at_least(0.0), d.min_lr, "cosine schedule: final lr"),
+        ("--val-every", int_at_least(1), d.val_every, "steps between validations"),
+        ("--checkpoint-every", int_at_least(1), d.checkpoint_every, "steps between checkpoints"),
+        ("--seed", int_at_least(0), d.seed, "seeds the initialisation and every data item"),
+        ("--workers", int_at_least(0), d.workers, "data-loader processes"),
     )
-    opt.add_argument("--min-lr", type=float, default=d.min_lr, help="cosine schedule: final lr")
-    opt.add_argument("--loss", choices=("l1", "mse", "charbonnier"), default=d.loss)
-    opt.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    for option, kind, default, what in recipe:
+        opt.add_argument(option, type=kind, default=default, help=f"{what} (default: %(default)s)")
+    opt.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=d.schedule,
+        help="learning-rate schedule (default: %(default)s)",
+    )
+    opt.add_argument(
+        "--loss",
+        choices=("l1", "mse", "charbonnier"),
+        default=d.loss,
+        help="training loss (default: %(default)s)",
+    )
+    opt.add_argument(
+        "--grad-clip",
+        type=float_at_least(0.0),
+        default=None,
+        help="clip the gradient norm to this (default: no clipping)",
+    )
     opt.add_argument(
         "--random-heads",
         action="store_true",
         help="keep the decoders' random last convs (default: zeroed, the net starts as identity)",
     )
-    opt.add_argument("--val-every", type=int, default=d.val_every)
-    opt.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    opt.add_argument("--seed", type=int, default=d.seed)
     opt.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    opt.add_argument("--workers", type=int, default=d.workers, help="data-loader processes")
-    opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    opt.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    opt.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    opt.add_argument(
+        "--threads", type=int_at_least(1), help="CPU threads for torch (default: torch's)"
+    )
     p.set_defaults(func=run)
 
 
