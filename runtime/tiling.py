@@ -27,8 +27,6 @@ from ..errors import SaphnetError
 
 PAD_MULTIPLE = 16
 DEFAULT_OVERLAP = 64
-DEFAULT_MAX_PIXELS = 1088 * 1920
-"""Untiled up to 1080p (padded), when no memory budget says otherwise."""
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -100,13 +98,11 @@ def plan_tiles(
 
 
 def choose_tile(
-    h: int,
-    w: int,
-    max_hw: tuple[int, int] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    h: int, w: int, max_hw: tuple[int, int] | None, max_pixels: int
 ) -> tuple[int, int] | None:
     """None when the (padded) image fits the profile and the pixel budget; else the
-    largest tile that does (bigger tiles give the global attention more context)."""
+    largest tile that does (bigger tiles give the global attention more context).
+    ``max_pixels`` comes from the memory budget (:func:`.memory.max_tile_pixels`)."""
     ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
     fits_profile = max_hw is None or (ph <= max_hw[0] and pw <= max_hw[1])
     if fits_profile and ph * pw <= max_pixels:
