@@ -119,7 +119,7 @@ def markdown(report: dict) -> str:
     lines = ["# saphnet deblur: peak memory and time", ""]
     lines += [f"- {k}: {v}" for k, v in report["header"].items()]
     if report.get("fit"):
-        lines += ["", "## Peak RSS of one S x S inference (fresh process)", ""]
+        lines += ["", "## Peak RSS of three S x S inferences (fresh process)", ""]
         lines += ["| backend | S | peak MB |", "|---|---|---|"]
         for backend, f in report["fit"].items():
             lines += [f"| {backend} | {p['side']} | {p['peak_mb']:.0f} |" for p in f["points"]]
