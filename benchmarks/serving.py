@@ -27,6 +27,7 @@ from saphnet.commands._args import parse_size
 from saphnet.commands.loadtest import concurrency_list
 from saphnet.errors import SaphnetError
 from saphnet.files import atomic_output
+from saphnet.plots import grouped_bars
 from saphnet.runtime.api import cached_onnx, deblur, open_backend
 from saphnet.runtime.bench import _json_safe, header
 from saphnet.serve.loadtest import load_images, run_loadtest
@@ -194,25 +195,21 @@ def markdown(data: dict, concurrencies: list[int]) -> str:
 
 
 def plot(data: dict, concurrencies: list[int], path: Path) -> None:
-    """Images/s per setup and concurrency, the loop as a line; linear axes from zero."""
+    """Images/s per setup and concurrency, the loop as a line and each bar's ratio to it;
+    linear axes from zero."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    width = 0.8 / len(SERVERS)
-    x = np.arange(len(concurrencies))
-    for i, name in enumerate(SERVERS):
-        values = [_throughput(data["results"], name, c) for c in concurrencies]
-        ax.bar(x + (i - (len(SERVERS) - 1) / 2) * width, values, width, label=f"serve, {name}")
-    ax.axhline(
-        data["results"]["deblur loop"]["throughput"], color="k", ls="--", label="deblur loop"
-    )
-    ax.set_xticks(x, [str(c) for c in concurrencies])
+    series = {
+        f"serve, {name}": [_throughput(data["results"], name, c) for c in concurrencies]
+        for name in SERVERS
+    }
+    loop = data["results"]["deblur loop"]["throughput"]
+    grouped_bars(ax, [str(c) for c in concurrencies], series, "images / s", loop, "deblur loop")
     ax.set_xlabel("concurrent requests")
-    ax.set_ylabel("images / s")
-    ax.set_ylim(0, 1.35 * max(p.get_height() for p in ax.patches))
     ax.legend(fontsize=7, loc="upper left", ncol=3)
     ax.set_title(
         f"saphnet serve on Triton, {data['header']['size']} ({data['header']['cpu']})", fontsize=9

@@ -18,9 +18,15 @@ import numpy as np
 
 from ..errors import SaphnetError
 from .backend import Backend
-from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, choose_tile, deblur_image
+from .memory import DEFAULT_MEMORY_BUDGET_MB, MIN_TILE, max_tile_pixels, peak_model
+from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, deblur_image
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteError(SaphnetError):
+    """The input or the network's output holds NaN or Inf."""
+
 
 KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -70,10 +76,11 @@ def cached_onnx(
         from ..export import export_onnx
         from .torch_backend import load_model
 
+        model = load_model(weights)  # bad weights fail here, before the export is announced
         log.info("exporting %s to %s (once)", source or "the default network", path)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(
-            load_model(weights),
+            model,
             path,
             pdf_op=pdf_op,
             precision=precision,
@@ -185,22 +192,91 @@ def deblur(
     rgb: np.ndarray,
     tile: int | None = 0,
     overlap: int = DEFAULT_OVERLAP,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: Callable[[int], None] | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Deblur an (H, W, 3) uint8/uint16/float image with ``backend``.
 
-    ``tile``: 0 chooses (untiled when the image fits the backend's profile and
-    ``max_pixels``), None never tiles, N uses N x N tiles.
+    ``tile``: 0 chooses (untiled when the image fits the backend's profile and the
+    memory budget, else the largest tiles that fit it), None never tiles, N uses
+    N x N tiles. ``memory_budget_mb``: peak memory of the process to stay under
+    (estimated per backend, :mod:`.memory`). ``progress(done, total)`` is called
+    after each tile. A non-finite input or output raises :class:`NonFiniteError`
+    naming the likely cause, so no black image is ever returned.
     """
-    max_hw = getattr(backend, "max_hw", None)
+    if np.issubdtype(rgb.dtype, np.floating) and not np.isfinite(rgb).all():
+        raise NonFiniteError("the input image holds NaN/Inf pixels; give an image of finite values")
+    chosen = plan_tile(
+        backend, rgb.shape[0], rgb.shape[1], tile, overlap, memory_budget_mb, rgb.dtype.itemsize
+    )
     min_hw = getattr(backend, "min_hw", (1, 1))
+    return deblur_image(_checked(backend), rgb, chosen, overlap, min_hw, progress)
+
+
+def plan_tile(
+    backend: Backend,
+    h: int,
+    w: int,
+    tile: int | None = 0,
+    overlap: int = DEFAULT_OVERLAP,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    itemsize: int = 1,
+) -> int | tuple[int, int] | None:
+    """The tile :func:`deblur` uses for an H x W image (None: untiled); see there."""
+    max_hw = getattr(backend, "max_hw", None)
     if tile == 0:
-        chosen = choose_tile(rgb.shape[0], rgb.shape[1], max_hw, max_pixels)
+        budget = pixel_budget(backend, h, w, overlap, memory_budget_mb, itemsize)
+        chosen = choose_tile(h, w, max_hw, budget)
         if chosen is not None:
-            log.info("tiling %dx%d in tiles of %dx%d", rgb.shape[0], rgb.shape[1], *chosen)
-    elif tile is not None and max_hw is not None:
-        chosen = (min(tile, max_hw[0]), min(tile, max_hw[1]))  # never beyond the profile
-    else:
-        chosen = tile
-    return deblur_image(backend.infer, rgb, chosen, overlap, min_hw, progress)
+            log.info(
+                "tiling %dx%d in tiles of %dx%d (memory budget %.0f MB)",
+                h,
+                w,
+                *chosen,
+                memory_budget_mb,
+            )
+        return chosen
+    if tile is not None and max_hw is not None:
+        return (min(tile, max_hw[0]), min(tile, max_hw[1]))  # never beyond the profile
+    return tile
+
+
+def pixel_budget(
+    backend: Backend,
+    h: int,
+    w: int,
+    overlap: int = DEFAULT_OVERLAP,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    itemsize: int = 1,
+) -> int:
+    """The most pixels one inference of ``backend`` may take while an H x W image (or
+    frame, or request) stays within ``memory_budget_mb``: what :func:`plan_tile`
+    tiles by, and what video and serving batches are filled up to."""
+    min_tile = max(MIN_TILE, -(-(2 * overlap + 1) // PAD_MULTIPLE) * PAD_MULTIPLE)
+    return max_tile_pixels(peak_model(backend), memory_budget_mb, h, w, itemsize, min_tile)
+
+
+def _checked(backend: Backend) -> Callable[[np.ndarray], np.ndarray]:
+    """``backend.infer`` that raises instead of returning NaN/Inf (which would be
+    written as a black image); the message names the likely cause."""
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        out = backend.infer(batch)
+        if not np.isfinite(out).all():
+            bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+            if backend.precision == "fp16":
+                cause = (
+                    "FP16 overflowed (or the model's weights hold NaN/Inf); "
+                    "run an FP32 model or --precision fp32"
+                )
+            else:
+                cause = (
+                    "the model's weights hold NaN/Inf (a diverged or damaged checkpoint); "
+                    "re-export from good weights"
+                )
+            raise NonFiniteError(
+                f"the network output {bad} NaN/Inf values from a finite input: {cause}; nothing written"
+            )
+        return out
+
+    return infer

@@ -310,12 +310,24 @@ def to_json(report: BenchReport) -> str:
     return json.dumps(_json_safe(data), indent=2, allow_nan=False)
 
 
-def plot(report: BenchReport, path: Path) -> None:
-    """One panel per size: p50 latency bars with p90 whiskers, log scale."""
+def reference_index(rows: Sequence[Result]) -> int:
+    """The bar the others are compared with: PyTorch eager FP32 (the reference every
+    backend is measured against), else the first row."""
+    for i, r in enumerate(rows):
+        if r.case.backend == "torch" and r.case.precision == "fp32":
+            return i
+    return 0
+
+
+def figure(report: BenchReport):
+    """One panel per size: p50 latency bars with p90 whiskers on a linear axis from
+    zero, each bar labelled with its ratio to PyTorch FP32 (:func:`saphnet.plots.ratio_bars`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ..plots import ratio_bars
 
     sizes = sorted({(r.case.height, r.case.width) for r in report.results})
     fig, axes = plt.subplots(
@@ -325,16 +337,29 @@ def plot(report: BenchReport, path: Path) -> None:
         rows = [
             r for r in report.results if (r.case.height, r.case.width) == (h, w) and not r.error
         ]
-        labels = [r.case.label for r in rows]
-        p50 = [r.p50_ms for r in rows]
-        err = [max(0.0, r.p90_ms - r.p50_ms) for r in rows]
-        ax.barh(labels, p50, xerr=[[0] * len(rows), err], color="tab:blue")
-        ax.set_xscale("log")
-        ax.set_xlabel("latency ms (p50, whisker p90)")
+        if not rows:
+            ax.set_title(f"{h}x{w}: every case failed")
+            continue
+        ratio_bars(
+            ax,
+            [r.case.label for r in rows],
+            [r.p50_ms for r in rows],
+            "latency ms (p50, whisker p90); ratio to PyTorch FP32",
+            reference_index(rows),
+            "ms",
+            [max(0.0, r.p90_ms - r.p50_ms) for r in rows],
+        )
         ax.set_title(f"{h}x{w}")
-        ax.invert_yaxis()
     fig.suptitle(f"saphnet bench: {report.header.get('gpu', report.header['cpu'])}", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    """:func:`figure` written as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 

@@ -27,8 +27,6 @@ from ..errors import SaphnetError
 
 PAD_MULTIPLE = 16
 DEFAULT_OVERLAP = 64
-DEFAULT_MAX_PIXELS = 1088 * 1920
-"""Untiled up to 1080p (padded): the default memory budget of one inference."""
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -100,13 +98,11 @@ def plan_tiles(
 
 
 def choose_tile(
-    h: int,
-    w: int,
-    max_hw: tuple[int, int] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    h: int, w: int, max_hw: tuple[int, int] | None, max_pixels: int
 ) -> tuple[int, int] | None:
     """None when the (padded) image fits the profile and the pixel budget; else the
-    largest tile that does (bigger tiles give the global attention more context)."""
+    largest tile that does (bigger tiles give the global attention more context).
+    ``max_pixels`` comes from the memory budget (:func:`.memory.max_tile_pixels`)."""
     ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
     fits_profile = max_hw is None or (ph <= max_hw[0] and pw <= max_hw[1])
     if fits_profile and ph * pw <= max_pixels:
@@ -191,13 +187,13 @@ def deblur_image(
     tile: int | tuple[int, int] | None = None,
     overlap: int = DEFAULT_OVERLAP,
     min_hw: tuple[int, int] = (1, 1),
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run ``infer`` over an (H, W, 3) image (uint8, uint16 or float in [0, 1]) and
     return an image of the same shape and dtype; ``tile=None`` runs it whole.
 
     ``infer`` takes and returns (1, 3, h, w) float32 with h, w multiples of 16;
-    ``progress`` is called with the number of tiles done after each tile.
+    ``progress(done, total)`` is called with the tiles done and planned after each tile.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise SaphnetError(f"expected an (H, W, 3) image, got shape {image.shape}")
@@ -225,7 +221,7 @@ def deblur_image(
                 )
             done += 1
             if progress is not None:
-                progress(done)
+                progress(done, plan.count)
         end = plan.ys[k + 1] if k + 1 < len(plan.ys) else h
         _store(out, y, acc[:, : end - y], scale)
         keep = y + plan.tile_h - end

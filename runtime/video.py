@@ -44,9 +44,10 @@ import numpy as np
 
 from ..errors import SaphnetError
 from ..files import atomic_output, check_writable
-from .api import deblur
+from .api import deblur, pixel_budget
 from .backend import Backend
-from .tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
+from .memory import DEFAULT_MEMORY_BUDGET_MB
+from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
 
 log = logging.getLogger(__name__)
 
@@ -333,15 +334,17 @@ def deblur_frames(
     frames: np.ndarray,
     tile: int | None = 0,
     overlap: int = DEFAULT_OVERLAP,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
 ) -> np.ndarray:
     """(N, H, W, 3) uint8 or uint16 frames through ``backend``: in batches of
     :func:`frames_per_inference` when a frame needs no tiles (the same padding, scaling
-    and rounding as :func:`saphnet.runtime.api.deblur`), else one by one through it."""
+    and rounding as :func:`saphnet.runtime.api.deblur`), else one by one through it;
+    either way within ``memory_budget_mb``."""
     n, h, w = frames.shape[:3]
+    max_pixels = pixel_budget(backend, h, w, overlap, memory_budget_mb, frames.dtype.itemsize)
     per_call = frames_per_inference(backend, h, w, tile, max_pixels, n)
     if per_call == 1:
-        return np.stack([deblur(backend, f, tile, overlap, max_pixels) for f in frames])
+        return np.stack([deblur(backend, f, tile, overlap, memory_budget_mb) for f in frames])
     out = np.empty_like(frames)
     min_hw = getattr(backend, "min_hw", (1, 1))
     scale = float(np.iinfo(frames.dtype).max)

@@ -130,6 +130,23 @@ def test_build_without_tensorrt_says_what_to_install(
     assert not (tmp_path / "m.engine").exists()
 
 
+def test_build_checks_the_inputs_before_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing ONNX file or an engine that exists are named as such, not hidden behind
+    "TensorRT is missing" (issue 15, item 5); runs with or without TensorRT."""
+    missing = tmp_path / "missing.onnx"
+    assert main(["build", str(missing), "-o", str(tmp_path / "m.engine")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "does not exist" in err
+    assert "tensorrt" not in err.lower()
+    model = _identity_onnx(tmp_path / "m.onnx")
+    (tmp_path / "m.engine").write_bytes(b"earlier engine")
+    assert main(["build", str(model), "-o", str(tmp_path / "m.engine")]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and "tensorrt" not in err.lower()
+
+
 def test_build_cli_rejects_bad_shapes_before_building(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,15 +27,16 @@ from saphnet.serve.process import HOST, STOP_TIMEOUT_S, ServerProcess, serve_com
 pytestmark = pytest.mark.slow
 
 MAX_SIZE = 320
-MAX_MEGAPIXELS = 0.02
-"""Images over 20,000 pixels are tiled on the server (cheap to test: tiny model)."""
+MEMORY_BUDGET_MB = "128"
+"""The smallest budget: with the tiny model, images over 256x256 are tiled on the
+server (cheap to test)."""
 
 
 @pytest.fixture(scope="module")
 def server(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     command = serve_command("--model", str(tiny_onnx), "--max-size", str(MAX_SIZE))
-    srv = start([*command, "--max-megapixels", str(MAX_MEGAPIXELS)], log)
+    srv = start([*command, "--memory-budget", MEMORY_BUDGET_MB], log)
     yield srv
     srv.stop()
 
@@ -119,10 +120,8 @@ def test_concurrent_requests_batch_with_the_same_bytes(
 def test_large_images_are_tiled_on_the_server(
     server: ServerProcess, tiny_onnx: Path, tmp_path: Path
 ) -> None:
-    (image,) = load_images((144, 176), 1)  # 25,344 px > the 20,000 px budget: tiled
-    (expected,) = _local(
-        tiny_onnx, [image], tmp_path / "in", "--max-megapixels", str(MAX_MEGAPIXELS)
-    )
+    (image,) = load_images((288, 320), 1)  # over 256x256: tiled within 128 MB
+    (expected,) = _local(tiny_onnx, [image], tmp_path / "in", "--memory-budget", MEMORY_BUDGET_MB)
     (untiled,) = _local(tiny_onnx, [image], tmp_path / "whole")
     assert not np.array_equal(expected, untiled)  # the budget really tiles it
     client = http.InferenceServerClient(server.http_url)

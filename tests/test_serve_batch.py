@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from saphnet.errors import SaphnetError
-from saphnet.runtime.api import deblur
+from saphnet.runtime.api import deblur, pixel_budget
 from saphnet.runtime.profiles import Profile
 from saphnet.serve import INPUT_NAME, OUTPUT_NAME
 from saphnet.serve.server import DeblurModel, check_request, deblur_batch
@@ -61,9 +61,18 @@ def test_batches_follow_the_profile_and_match_one_by_one() -> None:
 
 
 def test_memory_budget_splits_batches() -> None:
-    engine = FakeEngine(max_n=8)
-    deblur_batch(engine, _images(7, 32, 32), max_pixels=3 * 32 * 32)
+    engine = FakeEngine(max_n=8, max_side=128)
+    side = 128 * 128
+    # the smallest budget whose estimate lets one call hold three 128x128 images
+    budget = next(
+        mb for mb in range(128, 4096) if pixel_budget(engine, 128, 128, 64, mb) >= 3 * side
+    )
+    assert pixel_budget(engine, 128, 128, 64, budget) < 4 * side
+    deblur_batch(engine, _images(7, 128, 128), memory_budget_mb=budget)
     assert [shape[0] for shape in engine.calls] == [3, 3, 1]
+    engine.calls.clear()
+    deblur_batch(engine, _images(7, 128, 128), memory_budget_mb=8192)
+    assert [shape[0] for shape in engine.calls] == [7]  # a roomy budget: one call
 
 
 def test_images_over_the_profile_are_tiled_one_by_one() -> None:
@@ -77,7 +86,7 @@ def test_images_over_the_profile_are_tiled_one_by_one() -> None:
 
 
 def test_model_groups_requests_by_size_and_keeps_their_order() -> None:
-    model = DeblurModel(FakeEngine(max_n=4), max_side=128, max_pixels=1 << 30)
+    model = DeblurModel(FakeEngine(max_n=4), max_side=128, memory_budget_mb=1 << 20)
     a, b = _images(2, 20, 30), _images(1, 40, 24)
     out = model([{INPUT_NAME: a[:1]}, {INPUT_NAME: b}, {INPUT_NAME: a[1:]}])
     assert [o[OUTPUT_NAME].shape for o in out] == [(1, 20, 30, 3), (1, 40, 24, 3), (1, 20, 30, 3)]

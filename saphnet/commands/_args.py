@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -49,3 +50,32 @@ def device_name(text: str) -> str:
     if not DEVICE_FORM.match(text):
         raise argparse.ArgumentTypeError(f"device {text!r} is not auto, cpu, cuda or cuda:N")
     return text
+
+
+def tile_size(text: str) -> int:
+    """An argparse type for ``--tile``: 0 (choose) or a multiple of 16 of at least 32.
+
+    Tiles are multiples of 16 because the network pads every input to one: a 500-px
+    tile would run as 512 px and waste the padding on every tile."""
+    value = int_at_least(0)(text)
+    if value and (value < 32 or value % 16):
+        lower, upper = max(32, value // 16 * 16), -(-value // 16) * 16
+        raise argparse.ArgumentTypeError(
+            f"{value} is not 0 or a multiple of 16 of at least 32 (try {lower} or {upper})"
+        )
+    return value
+
+
+def float_at_least(minimum: float) -> Callable[[str], float]:
+    """An argparse type: a finite float no smaller than ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be a number >= {minimum:g}")
+        return value
+
+    return parse

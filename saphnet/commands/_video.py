@@ -58,7 +58,7 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
         type=int_at_least(1),
         default=4,
         metavar="N",
-        help="frames per inference, as many as fit --max-megapixels and the engine's "
+        help="frames per inference, as many as fit --memory-budget and the engine's "
         "profile; tiled frames go one by one (default: %(default)s)",
     )
     g.add_argument(
@@ -116,10 +116,9 @@ def run_videos(args: argparse.Namespace) -> int:
     backend = open_backend(
         args.backend, args.model, args.weights, args.precision, args.device, args.plugins
     )
-    max_pixels = int(args.max_megapixels * 1e6)
 
     def frame_fn(frames):
-        return deblur_frames(backend, frames, args.tile or 0, args.tile_overlap, max_pixels)
+        return deblur_frames(backend, frames, args.tile, args.tile_overlap, args.memory_budget)
 
     fingerprint = {
         "backend": backend.name,
@@ -128,6 +127,7 @@ def run_videos(args: argparse.Namespace) -> int:
         "weights": str(Path(args.weights).resolve()) if args.weights else None,
         "tile": args.tile,
         "tile_overlap": args.tile_overlap,
+        "memory_budget": args.memory_budget,  # it picks the tiles, so it shapes the frames
     }
     failures = 0
     # A scheduler's or `docker stop`'s SIGTERM ends the run like Ctrl-C: the open segment

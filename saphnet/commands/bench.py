@@ -63,7 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[(256, 256), (720, 1280)],
         help="comma list of HxW (default 256x256,720x1280)",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to run; auto: CUDA when available (default: %(default)s)",
+    )
     p.add_argument(
         "--warmup", type=int_at_least(1), default=3, help="untimed calls per case (default 3)"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import int_at_least
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,19 +27,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: that, or the model's static shape)",
     )
     p.add_argument(
-        "--timing-cache", type=Path, metavar="FILE", help="read and update this tactic timing cache"
+        "--timing-cache",
+        type=Path,
+        metavar="FILE",
+        help="read and update this tactic timing cache (default: none)",
     )
     p.add_argument(
         "--plugins", type=Path, metavar="LIB", help="plugin library (default: the installed one)"
     )
-    p.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit in MB")
+    p.add_argument(
+        "--workspace",
+        type=int_at_least(1),
+        metavar="MB",
+        help="builder workspace limit in MB (default: TensorRT's, the device memory)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite the engine and its sidecar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.engine_build import BuildOptions, build_engine
+    from ..files import check_writable
+    from ..runtime.engine_build import BuildOptions, build_engine, inspect_onnx
     from ..runtime.sidecar import PDF_IMPLEMENTATIONS, read_sidecar, sidecar_path
+
+    # The user's inputs first, then the environment: a missing file is named as such
+    # even on a machine without TensorRT.
+    inspect_onnx(args.onnx)
+    check_writable(args.output, args.force)
+    check_writable(sidecar_path(args.output), args.force)
 
     options = BuildOptions(
         precision=args.precision,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import float_at_least, int_at_least
+
 log = logging.getLogger(__name__)
 
 
@@ -13,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="accuracy of ONNX files against the PyTorch FP32 reference (exit 1 on failure)",
+        description="Run each ONNX file and the PyTorch FP32 reference on real images and "
+        "compare them (Polygraphy): max/mean abs error, PSNR, SSIM, NaN/Inf. Prints a table, "
+        "optionally writes compare.json and compare.md, and exits 1 when a threshold is broken.",
     )
     p.add_argument("models", nargs="+", metavar="MODEL.onnx", help="files made by saphnet export")
     p.add_argument("--weights", help="weights the files came from (default: the shipped weights)")
@@ -25,20 +30,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-side",
-        type=int,
+        type=int_at_least(0),
         default=384,
-        help="centre-crop images to at most this side, 0 for full size (default 384)",
+        help="centre-crop images to at most this side, 0 for full size (default: %(default)s)",
     )
-    p.add_argument("--providers", choices=("cpu", "cuda", "tensorrt"), default="cpu")
-    p.add_argument("--max-abs", type=float, default=1e-3, help="FP32 files: max abs error (1e-3)")
     p.add_argument(
-        "--max-abs-fp16", type=float, default=5e-2, help="FP16 files: max abs error (5e-2)"
+        "--providers",
+        choices=("cpu", "cuda", "tensorrt"),
+        default="cpu",
+        help="ONNX Runtime execution provider for the files (default: %(default)s)",
     )
-    p.add_argument("--min-psnr", type=float, default=60.0, help="FP32 files: min PSNR dB (60)")
-    p.add_argument("--min-psnr-fp16", type=float, default=45.0, help="FP16 files: min PSNR dB (45)")
-    p.add_argument("--min-ssim", type=float, default=0.999, help="FP32 files: min SSIM (0.999)")
-    p.add_argument("--min-ssim-fp16", type=float, default=0.99, help="FP16 files: min SSIM (0.99)")
-    p.add_argument("-o", "--output", help="folder for compare.json and compare.md")
+    for option, default, what in (
+        ("--max-abs", 1e-3, "FP32 files: max abs error"),
+        ("--max-abs-fp16", 5e-2, "FP16 files: max abs error"),
+        ("--min-psnr", 60.0, "FP32 files: min PSNR dB"),
+        ("--min-psnr-fp16", 45.0, "FP16 files: min PSNR dB"),
+        ("--min-ssim", 0.999, "FP32 files: min SSIM"),
+        ("--min-ssim-fp16", 0.99, "FP16 files: min SSIM"),
+    ):
+        p.add_argument(
+            option, type=float_at_least(0), default=default, help=what + " (default: %(default)s)"
+        )
+    p.add_argument(
+        "-o", "--output", help="folder for compare.json and compare.md (default: print only)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     p.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import int_at_least
+
 log = logging.getLogger(__name__)
 
 
@@ -17,16 +19,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "table; --json also writes the numbers.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="GoPro-layout folder of blur/sharp pairs")
+    src.add_argument(
+        "--data",
+        help="GoPro-layout folder of blur/sharp pairs (default: none, give it or --heldout)",
+    )
     src.add_argument(
         "--heldout",
         action="store_true",
         help="photos never trained on (scikit-image chelsea, coffee) with fixed synthetic blurs",
     )
-    p.add_argument("--count", type=int, default=16, help="--heldout: number of blurred images")
+    p.add_argument(
+        "--count",
+        type=int_at_least(1),
+        default=16,
+        help="--heldout: number of blurred images (default: %(default)s)",
+    )
     p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
     p.add_argument(
-        "--model", help=".onnx or .engine file to score instead of the weights (what you deploy)"
+        "--model",
+        help=".onnx or .engine file to score instead of the weights (default: none, the weights)",
     )
     p.add_argument(
         "--backend",
@@ -34,13 +45,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="runner (default: torch for weights, auto for --model)",
     )
     p.add_argument(
-        "--precision", choices=("fp32", "fp16"), default="fp32", help="for weights run by torch"
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="for weights run by torch (default: %(default)s)",
     )
     p.add_argument("--plugins", help="saphnet plugin library (default: the installed one)")
-    p.add_argument("--json", help="also write the scores as JSON to this file")
+    p.add_argument(
+        "--json", help="also write the scores as JSON to this file (default: print only)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite the JSON file")
-    p.add_argument("--limit", type=int, help="score only the first N pairs")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--limit", type=int_at_least(1), help="score only the first N pairs (default: all)"
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where torch and ONNX Runtime run (default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 

@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export SAPHNet to ONNX (saphnet::PDFConv custom op, DeformConv or decomposed)",
+        description="Export SAPHNet weights to one ONNX file (dynamic batch, H and W) that "
+        "passes onnx.checker and carries its config, weights checksum, op form and precision "
+        "in its metadata. FP16 files are strongly typed with FP32 islands.",
     )
     p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
@@ -24,7 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="PDF op form: custom saphnet::PDFConv node + function (default), ONNX "
         "DeformConv (opset >= 19), or GridSample + 1x1 Conv",
     )
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="default fp32")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="weights precision in the file (default: %(default)s)",
+    )
     p.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19)")
     p.add_argument(
         "--static",

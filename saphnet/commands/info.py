@@ -12,7 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="parameters, MACs and the PDF share of a network")
+    p = sub.add_parser(
+        "info",
+        help="parameters, MACs and the PDF share of a network",
+        description="Print a network's config, parameter count, multiply-accumulates at an "
+        "image size and the share of them in the PDF operators (default: the shipped weights).",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
     which.add_argument(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import float_at_least, int_at_least
+
 log = logging.getLogger(__name__)
 
 
@@ -22,12 +24,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="folder for the PNGs")
     p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
     p.add_argument("--force", action="store_true", help="write into a folder that has files")
-    p.add_argument("--q-maps", type=int, default=3, help="how many Q attention maps to draw")
+    p.add_argument(
+        "--q-maps",
+        type=int_at_least(0),
+        default=3,
+        help="how many Q attention maps to draw per module (default: %(default)s)",
+    )
     p.add_argument(
         "--sharp",
         help="sharp photo for the direction check (default: the bundled sample_sharp.png)",
     )
-    p.add_argument("--length", type=float, default=15.0, help="direction check: blur length (px)")
+    p.add_argument(
+        "--length",
+        type=float_at_least(1.0),
+        default=15.0,
+        help="direction check: linear blur length in pixels (default: %(default)s)",
+    )
     p.add_argument("--no-direction-check", action="store_true", help="only write the PNGs")
     p.set_defaults(func=run)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..serve import MEMORY_BUDGET_MB
 from ._args import int_at_least
+from .deblur import MIN_BUDGET_MB
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -93,11 +95,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="largest image side accepted; larger requests get an error (default: %(default)s)",
     )
     p.add_argument(
-        "--max-megapixels",
-        type=float,
-        default=2.1,
-        metavar="MP",
-        help="memory budget of one backend call; larger images are tiled (default: %(default)s)",
+        "--memory-budget",
+        type=int_at_least(MIN_BUDGET_MB),
+        default=MEMORY_BUDGET_MB,
+        metavar="MB",
+        help="peak memory of one instance (estimated per backend): batches are split and "
+        "large images tiled to stay under it (default: %(default)s)",
     )
     p.set_defaults(func=run)
 
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         batch_delay_us=args.batch_delay_us,
         instances=args.instances,
         max_side=args.max_size,
-        max_pixels=int(args.max_megapixels * 1e6),
+        memory_budget_mb=args.memory_budget,
     )
     serve(options)
     return 0

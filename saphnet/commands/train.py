@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import float_at_least, int_at_least
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ def _shown(name: str, default: object) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..train.presets import PRESETS
     from ..train.settings import SCHEDULES, TrainSettings
-    from ._args import device_name, duration, int_at_least
+    from ._args import device_name, duration
 
     d = TrainSettings()
     p = sub.add_parser(
@@ -52,7 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "final.safetensors, eval-heldout.json (held-out set, per image), saphnet.onnx "
         "and train-summary.json.",
     )
-    p.add_argument("--data", help="GoPro-layout folder or folder of sharp images")
+    p.add_argument(
+        "--data",
+        help="GoPro-layout folder or folder of sharp images (default: none, use --synthetic)",
+    )
     p.add_argument(
         "--synthetic",
         action="store_true",
@@ -61,17 +66,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-data", help="GoPro-layout validation folder (default: held-out synthetic set)"
     )
-    p.add_argument("--val-count", type=int, default=8, help="held-out synthetic validation items")
-    p.add_argument("--val-crop", type=int, default=192, help="side of held-out validation crops")
-    p.add_argument("--out", default="saphnet-run", help="run folder (default: saphnet-run)")
+    p.add_argument(
+        "--val-count",
+        type=int_at_least(1),
+        default=8,
+        help="held-out synthetic validation items (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-crop",
+        type=int_at_least(32),
+        default=192,
+        help="side of held-out validation crops (default: %(default)s)",
+    )
+    p.add_argument("--out", default="saphnet-run", help="run folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--force", action="store_true", help="start over in a run folder that has a checkpoint"
     )
-    p.add_argument("--export", help="also write the final weights here (.safetensors)")
+    p.add_argument(
+        "--export", help="also write the final weights here, .safetensors (default: none)"
+    )
     p.add_argument(
         "--init",
-        help="start from these SAPHNet weights (fine-tuning; the network comes from the file)",
+        help="start from these SAPHNet weights, the network comes from the file "
+        "(default: none, a fresh network)",
     )
     p.add_argument(
         "--heldout-count",
@@ -95,9 +113,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "4.05 M-parameter network and recipe for about 6 minutes on one H100/H200 "
         "(default: %(default)s)",
     )
-    net.add_argument("--widths", type=_widths, help="three channel widths, e.g. 16,32,64")
-    net.add_argument("--pdf-kernel", type=int, help="K of the pixel-dependent filter")
-    net.add_argument("--attention-maps", type=int, help="C2 of the linear attention")
+    net.add_argument(
+        "--widths", type=_widths, help="three channel widths, e.g. 16,32,64 (default: the preset's)"
+    )
+    net.add_argument(
+        "--pdf-kernel",
+        type=int_at_least(1),
+        help="K of the pixel-dependent filter (default: the preset's)",
+    )
+    net.add_argument(
+        "--attention-maps",
+        type=int_at_least(1),
+        help="C2 of the linear attention (default: the preset's)",
+    )
     net.add_argument(
         "--no-offsets", action="store_true", help="PDF without offsets (paper's variant a)"
     )
@@ -111,34 +139,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"{_shown('time_budget_s', 'none, train --iterations steps')}",
     )
     opt.add_argument(
-        "--iterations", type=int, help=f"steps in total (cap) {_shown('iterations', d.iterations)}"
+        "--iterations",
+        type=int_at_least(1),
+        help=f"steps in total (cap) {_shown('iterations', d.iterations)}",
     )
     opt.add_argument(
-        "--batch-size", type=int, help=f"crops per step {_shown('batch_size', d.batch_size)}"
+        "--batch-size",
+        type=int_at_least(1),
+        help=f"crops per step {_shown('batch_size', d.batch_size)}",
     )
     opt.add_argument(
-        "--crop", type=int, help=f"training crop side, multiple of 16 {_shown('crop', d.crop)}"
+        "--crop",
+        type=int_at_least(32),
+        help=f"training crop side, multiple of 16 {_shown('crop', d.crop)}",
     )
-    opt.add_argument("--lr", type=float, help=f"Adam's peak learning rate {_shown('lr', d.lr)}")
+    opt.add_argument(
+        "--lr", type=float_at_least(0.0), help=f"Adam's peak learning rate {_shown('lr', d.lr)}"
+    )
     opt.add_argument(
         "--schedule",
         choices=SCHEDULES,
         help="learning-rate schedule (default: step, cosine with --time-budget)",
     )
     opt.add_argument(
-        "--lr-step", type=int, help=f"step schedule: steps per drop {_shown('lr_step', d.lr_step)}"
+        "--lr-step",
+        type=int_at_least(1),
+        help=f"step schedule: steps per drop {_shown('lr_step', d.lr_step)}",
     )
     opt.add_argument(
         "--lr-gamma",
-        type=float,
+        type=float_at_least(0.0),
         help=f"step schedule: drop factor {_shown('lr_gamma', d.lr_gamma)}",
     )
     opt.add_argument(
-        "--min-lr", type=float, help=f"cosine schedule: final rate {_shown('min_lr', d.min_lr)}"
+        "--min-lr",
+        type=float_at_least(0.0),
+        help=f"cosine schedule: final rate {_shown('min_lr', d.min_lr)}",
     )
     opt.add_argument(
         "--warmup",
-        type=float,
+        type=float_at_least(0.0),
         help="--time-budget: fraction of the budget spent warming the rate up "
         f"{_shown('warmup', d.warmup)}",
     )
@@ -146,7 +186,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--loss", choices=("l1", "mse", "charbonnier"), help=f"loss {_shown('loss', d.loss)}"
     )
     opt.add_argument(
-        "--grad-clip", type=float, help=f"clip the gradient norm {_shown('grad_clip', 'none')}"
+        "--grad-clip",
+        type=float_at_least(0.0),
+        help=f"clip the gradient norm {_shown('grad_clip', 'none')}",
     )
     opt.add_argument(
         "--random-heads",
@@ -155,15 +197,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     opt.add_argument(
         "--val-every",
-        type=int,
+        type=int_at_least(1),
         help=f"steps between validations {_shown('val_every', d.val_every)}",
     )
     opt.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=int_at_least(1),
         help=f"steps between checkpoints {_shown('checkpoint_every', d.checkpoint_every)}",
     )
-    opt.add_argument("--seed", type=int, default=d.seed, help="seed (default: %(default)s)")
+    opt.add_argument(
+        "--seed", type=int_at_least(0), default=d.seed, help="seed (default: %(default)s)"
+    )
     speed = p.add_argument_group("device and throughput")
     speed.add_argument(
         "--device",
@@ -204,12 +248,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     speed.add_argument(
         "--workers",
-        type=int,
+        type=int_at_least(0),
         default=d.workers,
         help="--synthesis per-crop and paired folders: data-loader processes "
         "(default: %(default)s)",
     )
-    speed.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    speed.add_argument(
+        "--threads", type=int_at_least(1), help="CPU threads for torch (default: torch's)"
+    )
     p.set_defaults(func=run)
 
 

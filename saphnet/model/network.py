@@ -15,10 +15,9 @@ import os
 import torch
 from torch import nn
 
-from ..errors import WeightsError
 from .blocks import ContentAwareResBlock, PlainResBlock, conv3x3
 from .config import SAPHNetConfig
-from .weights import load_state, save_weights
+from .weights import check_shapes, load_state, save_weights
 
 
 def _ca_blocks(config: SAPHNetConfig, count: int) -> nn.ModuleList:
@@ -158,12 +157,8 @@ class SAPHNet(nn.Module):
         """
         config, state = load_state(path, config)
         model = cls(config)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise WeightsError(
-                f"{path} does not match its own config: {len(missing)} missing tensors "
-                f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-            )
+        check_shapes(path, model.state_dict(), state)
+        model.load_state_dict(state)
         return model.eval()
 
     @staticmethod

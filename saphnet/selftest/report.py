@@ -202,6 +202,8 @@ def plot(report: Report, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..plots import labelled_bars
+
     panels = _panels(report)
     heights = [0.9 + 0.32 * max(1, len(bars)) for _, _, bars, _ in panels] or [1.5]
     fig, axes = plt.subplots(
@@ -212,19 +214,11 @@ def plot(report: Report, path: Path) -> None:
         axes[0, 0].axis("off")
         axes[0, 0].text(0.5, 0.5, "no figures: every measuring stage was skipped", ha="center")
     for ax, (title, xlabel, bars, limit) in zip(axes[:, 0], panels, strict=False):
-        labels = [b[0] for b in bars]
-        values = [b[1] for b in bars]
-        ax.barh(labels, values, color="tab:blue")
-        ax.set_xlim(0, max([*values, limit or 0.0, 1e-12]) * 1.25)
-        if limit is not None:
-            ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1)
-        for y, (_, value, text) in enumerate(bars):
-            if text:
-                ax.text(value, y, " " + text, va="center", fontsize=8)
+        labels, values, texts = ([b[i] for b in bars] for i in range(3))
+        labelled_bars(ax, labels, values, texts, xlabel, limit=limit)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
+        ax.xaxis.label.set_fontsize(8)
         ax.tick_params(labelsize=7)
-        ax.invert_yaxis()
     fig.suptitle(f"saphnet selftest: {report.header.get('device', '')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")

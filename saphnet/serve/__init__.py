@@ -13,3 +13,7 @@ INPUT_NAME = "image"
 """UINT8 RGB, HWC, any size: dims [-1, -1, 3] after the batch dimension."""
 OUTPUT_NAME = "deblurred"
 """UINT8, the input's shape."""
+MEMORY_BUDGET_MB = 4096
+"""Default peak memory of one model instance, by which batches are filled and large
+images tiled: a server's GPU, not a small board's 1 GB that ``saphnet deblur``
+assumes (1080p runs whole in it on ONNX Runtime's figures)."""

@@ -31,16 +31,10 @@ import numpy as np
 
 from ..errors import SaphnetError
 from ..images import from_float, to_float
-from ..runtime.api import deblur, open_backend
+from ..runtime.api import deblur, open_backend, pixel_budget
 from ..runtime.backend import Backend
-from ..runtime.tiling import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_OVERLAP,
-    PAD_MULTIPLE,
-    choose_tile,
-    run_padded,
-)
-from . import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
+from ..runtime.tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
+from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +61,7 @@ class ServeOptions:
     batch_delay_us: int = 2000
     instances: int = 1
     max_side: int = DEFAULT_MAX_SIDE
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    memory_budget_mb: int = MEMORY_BUDGET_MB
 
     @property
     def http_url(self) -> str:
@@ -103,8 +97,8 @@ def _ceil16(v: int) -> int:
 
 
 def images_per_call(backend: Backend, h: int, w: int, max_pixels: int) -> int:
-    """How many H x W images one backend call may hold: the memory budget counts
-    every image of the batch, and an engine's profile caps the batch."""
+    """How many H x W images one backend call may hold: ``max_pixels`` (from the
+    memory budget) counts every image of the batch, and an engine's profile caps it."""
     min_hw = getattr(backend, "min_hw", (1, 1))
     pixels = max(_ceil16(h), _ceil16(min_hw[0])) * max(_ceil16(w), _ceil16(min_hw[1]))
     return min(max(1, max_pixels // pixels), profile_batch(backend) or pixels)
@@ -119,14 +113,16 @@ def profile_batch(backend: Backend) -> int | None:
 def deblur_batch(
     backend: Backend,
     images: np.ndarray,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    memory_budget_mb: float = MEMORY_BUDGET_MB,
     overlap: int = DEFAULT_OVERLAP,
 ) -> np.ndarray:
-    """Deblur (N, H, W, 3) uint8 images of one size; each comes out with the bytes
-    ``saphnet.runtime.deblur`` gives for it alone (same padding, same conversions)."""
+    """Deblur (N, H, W, 3) uint8 images of one size within ``memory_budget_mb``; each
+    comes out with the bytes ``saphnet.runtime.deblur`` gives for it alone under the
+    same budget (same tiles, same padding, same conversions)."""
     n, h, w = images.shape[:3]
+    max_pixels = pixel_budget(backend, h, w, overlap, memory_budget_mb)
     if choose_tile(h, w, getattr(backend, "max_hw", None), max_pixels) is not None:
-        return np.stack([deblur(backend, image, 0, overlap, max_pixels) for image in images])
+        return np.stack([deblur(backend, im, 0, overlap, memory_budget_mb) for im in images])
     min_hw = getattr(backend, "min_hw", (1, 1))
     step = images_per_call(backend, h, w, max_pixels)
     out = np.empty_like(images)
@@ -145,10 +141,10 @@ class DeblurModel:
     and expects one ``{name: array}`` per request back.
     """
 
-    def __init__(self, backend: Backend, max_side: int, max_pixels: int) -> None:
+    def __init__(self, backend: Backend, max_side: int, memory_budget_mb: float) -> None:
         self.backend = backend
         self.max_side = max_side
-        self.max_pixels = max_pixels
+        self.memory_budget_mb = memory_budget_mb
 
     def __call__(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         images = [request[INPUT_NAME] for request in requests]
@@ -160,7 +156,7 @@ class DeblurModel:
         outputs: list[np.ndarray] = [np.empty(0, np.uint8)] * len(images)
         for members in groups.values():
             stacked = np.concatenate([images[i] for i in members])
-            result = deblur_batch(self.backend, stacked, self.max_pixels)
+            result = deblur_batch(self.backend, stacked, self.memory_budget_mb)
             start = 0
             for i in members:
                 count = images[i].shape[0]
@@ -264,8 +260,6 @@ def serve(options: ServeOptions) -> None:
     """Serve until Ctrl-C, SIGTERM or the server dies."""
     if options.max_batch < 1 or options.instances < 1:
         raise SaphnetError("--max-batch and --instances must be at least 1")
-    if options.max_pixels < PAD_MULTIPLE * PAD_MULTIPLE:
-        raise SaphnetError("--max-megapixels must allow at least one 16x16 tile; raise it")
     triton_cls, config_cls, model_config_cls, batcher_cls, tensor_cls = import_pytriton()
     check_ports_free(
         options.host,
@@ -302,7 +296,9 @@ def serve(options: ServeOptions) -> None:
         with _sigterm_as_interrupt(), triton_cls(config=config) as triton:
             triton.bind(
                 model_name=MODEL_NAME,
-                infer_func=[DeblurModel(b, options.max_side, options.max_pixels) for b in backends],
+                infer_func=[
+                    DeblurModel(b, options.max_side, options.memory_budget_mb) for b in backends
+                ],
                 inputs=[tensor_cls(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                 outputs=[tensor_cls(name=OUTPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                 config=model_config_cls(max_batch_size=max_batch, batcher=batcher),

@@ -36,7 +36,9 @@ class TritonPythonModel:
             device=device,
             plugin_library=params.get("plugin_library") or None,
         )
-        self.model = DeblurModel(backend, int(params["max_side"]), int(params["max_pixels"]))
+        self.model = DeblurModel(
+            backend, int(params["max_side"]), float(params["memory_budget_mb"])
+        )
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)

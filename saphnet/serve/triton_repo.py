@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaphnetError
-from . import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
+from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
 from .server import DEFAULT_MAX_SIDE
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class RepoOptions:
     batch_delay_us: int = 2000
     instances: int = 1
     max_side: int = DEFAULT_MAX_SIDE
-    max_pixels: int = 2_100_000
+    memory_budget_mb: int = MEMORY_BUDGET_MB
     plugin_library: str | None = None
     """Where the plugin library lies on the Triton host (written into the README and,
     for the python kind, the config): a path on that machine, not read here."""
@@ -109,7 +109,7 @@ def python_repo(model: Path, folder: Path, options: RepoOptions) -> str:
         "model_file": name,
         "backend": "tensorrt" if is_engine else "onnxruntime",
         "max_side": str(options.max_side),
-        "max_pixels": str(options.max_pixels),
+        "memory_budget_mb": str(options.memory_budget_mb),
     }
     if options.plugin_library:
         params["plugin_library"] = options.plugin_library
@@ -273,8 +273,8 @@ def readme(kind: str, model: Path, options: RepoOptions, config: str) -> str:
         else:
             lines += [
                 "",
-                f"Sides over {options.max_side} px are refused per request; images over "
-                f"{options.max_pixels / 1e6:g} megapixels are tiled.",
+                f"Sides over {options.max_side} px are refused per request; batches are filled "
+                f"and images tiled to stay within {options.memory_budget_mb} MB per instance.",
             ]
             if model.suffix.lower() in ENGINE_SUFFIXES:
                 lines += [
