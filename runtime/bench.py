@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..files import atomic_output
+from ..files import write_report_files
 
 log = logging.getLogger(__name__)
 
@@ -366,15 +366,9 @@ def plot(report: BenchReport, path: Path) -> None:
 
 def write_report(report: BenchReport, folder: Path, force: bool) -> list[Path]:
     """bench.json, bench.md and bench.png, each written atomically."""
-    written = []
-    for name, text in (("bench.json", to_json(report)), ("bench.md", to_markdown(report))):
-        with atomic_output(folder / name, force=force) as tmp:
-            tmp.write_text(text)
-        written.append(folder / name)
-    with atomic_output(folder / "bench.png", force=force) as tmp:
-        plot(report, tmp)
-    written.append(folder / "bench.png")
-    return written
+    return write_report_files(
+        folder, "bench", to_json(report), to_markdown(report), lambda p: plot(report, p), force
+    )
 
 
 def plan_cases(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import SaphnetError
+
+log = logging.getLogger(__name__)
 
 
 def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
@@ -60,3 +63,30 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_report_files(
+    folder: Path,
+    stem: str,
+    json_text: str,
+    markdown: str,
+    plot: Callable[[Path], None],
+    force: bool,
+) -> list[Path]:
+    """``stem``.json, .md and .png in ``folder``, each written atomically; the plot is
+    skipped with a warning where matplotlib is missing (a serving or base install
+    has none), so the figures themselves are never lost."""
+    written = []
+    for name, text in ((f"{stem}.json", json_text), (f"{stem}.md", markdown)):
+        with atomic_output(folder / name, force=force) as tmp:
+            tmp.write_text(text)
+        written.append(folder / name)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("no %s.png: the plot needs matplotlib (pip install 'saphnet[plot]')", stem)
+        return written
+    with atomic_output(folder / f"{stem}.png", force=force) as tmp:
+        plot(tmp)
+    written.append(folder / f"{stem}.png")
+    return written

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         required=True,
         metavar="OUT",
-        help="output folder, or an image file name when there is one input (required)",
+        help="output folder, or a file name (image or video) when there is one input (required)",
     )
     p.add_argument(
         "--backend",

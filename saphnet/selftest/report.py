@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import atomic_output, check_writable
+from ..files import check_writable, write_report_files
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 FILES = ("selftest.json", "selftest.md", "selftest.png")
@@ -233,12 +233,6 @@ def check_outputs(folder: Path, force: bool) -> None:
 
 def write_report(report: Report, folder: Path, force: bool) -> list[Path]:
     """selftest.json, selftest.md and selftest.png, each written atomically."""
-    written = []
-    for name, text in (("selftest.json", to_json(report)), ("selftest.md", to_markdown(report))):
-        with atomic_output(folder / name, force=force) as tmp:
-            tmp.write_text(text)
-        written.append(folder / name)
-    with atomic_output(folder / "selftest.png", force=force) as tmp:
-        plot(report, tmp)
-    written.append(folder / "selftest.png")
-    return written
+    return write_report_files(
+        folder, "selftest", to_json(report), to_markdown(report), lambda p: plot(report, p), force
+    )

@@ -17,3 +17,20 @@ MEMORY_BUDGET_MB = 4096
 """Default peak memory of one model instance, by which batches are filled and large
 images tiled: a server's GPU, not a small board's 1 GB that ``saphnet deblur``
 assumes (1080p runs whole in it on ONNX Runtime's figures)."""
+
+
+class Endpoints:
+    """``host:port`` addresses of anything with ``host``, ``http_port`` and
+    ``grpc_port`` (the server's options, a started server), as Triton clients take them."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"

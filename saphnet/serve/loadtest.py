@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import SaphnetError
-from ..files import atomic_output
+from ..files import write_report_files
 from . import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -307,18 +307,7 @@ def plot(report: LoadtestReport, path: Path) -> None:
 
 
 def write_report(report: LoadtestReport, folder: Path, force: bool) -> list[Path]:
-    """loadtest.json, loadtest.md and (with matplotlib) loadtest.png, each atomic."""
-    written = []
-    for name, text in (("loadtest.json", to_json(report)), ("loadtest.md", to_markdown(report))):
-        with atomic_output(folder / name, force=force) as tmp:
-            tmp.write_text(text)
-        written.append(folder / name)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        log.warning("no loadtest.png: the plot needs matplotlib (pip install 'saphnet[plot]')")
-        return written
-    with atomic_output(folder / "loadtest.png", force=force) as tmp:
-        plot(report, tmp)
-    written.append(folder / "loadtest.png")
-    return written
+    """loadtest.json, loadtest.md and loadtest.png, each written atomically."""
+    return write_report_files(
+        folder, "loadtest", to_json(report), to_markdown(report), lambda p: plot(report, p), force
+    )

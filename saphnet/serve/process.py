@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaphnetError
-from . import MODEL_NAME
+from . import MODEL_NAME, Endpoints
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 180.0
@@ -37,7 +37,7 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(Endpoints):
     """A running server and where it listens."""
 
     process: subprocess.Popen
@@ -46,14 +46,6 @@ class ServerProcess:
     metrics_port: int
     log: Path
     host: str = HOST
-
-    @property
-    def http_url(self) -> str:
-        return f"{self.host}:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

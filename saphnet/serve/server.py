@@ -34,7 +34,7 @@ from ..images import from_float, to_float
 from ..runtime.api import deblur, open_backend, pixel_budget
 from ..runtime.backend import Backend
 from ..runtime.tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
-from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
+from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME, Endpoints
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ DEFAULT_MAX_SIDE = 8192
 
 
 @dataclass(frozen=True)
-class ServeOptions:
+class ServeOptions(Endpoints):
     """Everything ``saphnet serve`` takes; the defaults are the CLI's."""
 
     model: Path | None = None
@@ -62,14 +62,6 @@ class ServeOptions:
     instances: int = 1
     max_side: int = DEFAULT_MAX_SIDE
     memory_budget_mb: int = MEMORY_BUDGET_MB
-
-    @property
-    def http_url(self) -> str:
-        return f"{self.host}:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
 
 
 def check_request(image: np.ndarray, max_side: int) -> None:
