@@ -6,9 +6,9 @@ that did only that job):
 * ``fit``: three inferences of an S x S tile per process (a tiled image runs many), for several S, on ONNX Runtime
   CPU and PyTorch CPU; a least-squares line peak = base + bytes_per_pixel * S^2 per
   backend. These are the constants of :mod:`saphnet.runtime.memory`.
-* ``images``: ``saphnet deblur`` on synthetic 12 MP (4000x3000) and 8K (7680x4320)
-  photos, default tiling (the memory budget) against ``--tile 512``: peak RSS and wall
-  time of the whole command.
+* ``images``: ``saphnet deblur`` on photo-like 1080p, 4K, 12 MP (4000x3000) and 8K
+  (7680x4320) images, default tiling (the memory budget) against ``--tile 512``: peak
+  RSS, wall and CPU time of the whole command.
 
 Writes ``deblur_memory.json``, ``deblur_memory.md`` and ``deblur_memory.png`` (bars:
 linear axes from zero, ratio to ``--tile 512`` written on each bar). Slow on a small
@@ -178,7 +178,9 @@ def main() -> int:
     parser.add_argument("--backends", default="onnxruntime,torch", help="for fit")
     parser.add_argument("--sides", default="256,512,768,1024", help="tile sides for fit")
     parser.add_argument(
-        "--sizes", default="12MP:3000x4000,8K:4320x7680", help="NAME:HxW list for images"
+        "--sizes",
+        default="1080p:1080x1920,4K:2160x3840,12MP:3000x4000,8K:4320x7680",
+        help="NAME:HxW list for images",
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()

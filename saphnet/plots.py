@@ -59,7 +59,8 @@ def ratio_bars(
     texts = []
     for i, value in enumerate(values):
         tag = "1.00× (ref)" if i == reference else f"{value / ref if ref else float('nan'):.2f}×"
-        texts.append(f"{value:.3g} {unit}, {tag}".replace(" ,", ","))
+        shown = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"  # not 1e+03
+        texts.append(f"{shown} {unit}, {tag}".replace(" ,", ","))
     labelled_bars(ax, labels, values, texts, xlabel, whiskers=whiskers)
 
 

@@ -337,6 +337,24 @@ def test_cli_refuses_existing_output_before_exporting(
     assert "--force" in capsys.readouterr().err
 
 
+def test_cli_checks_the_opset_before_loading_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--opset 17 fails in argparse; deformconv at 18 fails in one line before the
+    (here unreadable) weights are even opened."""
+    out = tmp_path / "x.onnx"
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--opset", "17", "-o", str(out)])
+    assert exc.value.code == 2 and "--opset" in capsys.readouterr().err
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"not safetensors")
+    argv = ["export", "--pdf-op", "deformconv", "--opset", "18", "--weights", str(weights)]
+    assert main([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs opset >= 19" in err and "safetensors" not in err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_default_config_exports_and_matches(tmp_path: Path) -> None:
     model = random_model()

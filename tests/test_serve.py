@@ -181,6 +181,17 @@ def test_loadtest_20_requests(server: ServerProcess, tiny_onnx: Path, tmp_path: 
     assert (out / "loadtest.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_loadtest_checks_tiled_answers_under_the_servers_budget(
+    server: ServerProcess, tiny_onnx: Path
+) -> None:
+    """Over 256x256 the server tiles within its 128 MB: the local result matches only
+    when loadtest is told that budget (by default it assumes serve's default)."""
+    args = ["loadtest", f"http://{server.http_url}", "--concurrency", "1", "--requests", "1"]
+    args += ["--size", "288x320", "--model", str(tiny_onnx)]
+    assert main([*args, "--memory-budget", MEMORY_BUDGET_MB]) == 0
+    assert main(args) == 1  # untiled locally: differs from the server's tiled answer
+
+
 def test_sigterm_stops_the_server_cleanly(server: ServerProcess) -> None:
     assert server.stop() == 0
     assert "server stopped" in server.log.read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ._args import parse_size
+from ._args import int_at_least, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="fp32",
         help="weights precision in the file (default: %(default)s)",
     )
-    p.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19)")
+    p.add_argument(
+        "--opset",
+        type=int_at_least(18),
+        default=19,
+        help="ONNX opset, 18 or newer; 19 or newer for deformconv (default: %(default)s)",
+    )
     p.add_argument(
         "--static",
         type=parse_size,
@@ -45,12 +50,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import onnx
+
     from ..export import export_onnx
+    from ..export.op_forms import check_opset
     from ..export.reference_weights import random_model, weights_tag
     from ..files import check_writable
     from ..model import SAPHNet
     from ..weights import default_weights
 
+    # the options and the output first: a bad --opset is named before the weights load
+    check_opset(args.pdf_op, args.opset, onnx.defs.onnx_opset_version())
     check_writable(args.output, args.force)
     weights = args.weights or default_weights()
     if weights is None:

@@ -6,7 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._args import int_at_least, parse_size
+from ..serve import MEMORY_BUDGET_MB
+from ._args import float_at_least, int_at_least, parse_size
+from .deblur import MIN_BUDGET_MB
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=float_at_least(0.1),
         default=60.0,
         metavar="S",
         help="time limit per level, seconds (default: %(default)s)",
@@ -72,17 +74,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="backend for the local result (default: %(default)s)",
     )
+    p.add_argument(
+        "--memory-budget",
+        type=int_at_least(MIN_BUDGET_MB),
+        default=MEMORY_BUDGET_MB,
+        metavar="MB",
+        help="the server's --memory-budget, so the local result is tiled as the server "
+        "tiles (default: %(default)s, serve's)",
+    )
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="report folder (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import SaphnetError
     from ..serve.loadtest import run_loadtest, to_markdown, write_report
 
-    if args.duration <= 0:
-        raise SaphnetError(f"--duration {args.duration} must be positive")
     local = None
     backend = None
     if args.model is not None:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         backend = open_backend(args.backend, args.model)
 
         def local(image):
-            return deblur(backend, image)
+            return deblur(backend, image, memory_budget_mb=args.memory_budget)
 
     try:
         report = run_loadtest(
