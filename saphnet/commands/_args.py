@@ -79,3 +79,18 @@ def float_at_least(minimum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+MIN_BUDGET_MB = 128
+"""Below this not even the runtime itself fits (ONNX Runtime's base is ~80 MB)."""
+
+
+def add_memory_budget(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--memory-budget MB``, at least :data:`MIN_BUDGET_MB`; ``what`` says what it bounds."""
+    p.add_argument(
+        "--memory-budget",
+        type=int_at_least(MIN_BUDGET_MB),
+        default=default,
+        metavar="MB",
+        help=f"{what} (default: %(default)s)",
+    )

@@ -10,13 +10,10 @@ from collections.abc import Collection
 from pathlib import Path
 
 from ..errors import SaphnetError
-from ._args import int_at_least, tile_size
+from ._args import add_memory_budget, int_at_least, tile_size
 from ._video import add_video_arguments, run_videos, video_inputs
 
 log = logging.getLogger(__name__)
-
-MIN_BUDGET_MB = 128
-"""Below this not even the runtime itself fits (ONNX Runtime's base is ~80 MB)."""
 
 MEMORY_BUDGET_MB = 1024
 OVERLAP = 64
@@ -100,13 +97,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="overlap of neighbouring tiles in pixels, smaller than the tile (default: %(default)s)",
     )
-    p.add_argument(
-        "--memory-budget",
-        type=int_at_least(MIN_BUDGET_MB),
-        default=MEMORY_BUDGET_MB,
-        metavar="MB",
-        help="peak memory to stay under when picking tiles (estimated per backend; "
-        "default: %(default)s)",
+    add_memory_budget(
+        p, MEMORY_BUDGET_MB, "peak memory to stay under when picking tiles, estimated per backend"
     )
     p.add_argument(
         "--force", action="store_true", help="overwrite existing outputs (default: never)"

@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 
 from ..serve import MEMORY_BUDGET_MB
-from ._args import float_at_least, int_at_least, parse_size
-from .deblur import MIN_BUDGET_MB
+from ._args import add_memory_budget, float_at_least, int_at_least, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="backend for the local result (default: %(default)s)",
     )
-    p.add_argument(
-        "--memory-budget",
-        type=int_at_least(MIN_BUDGET_MB),
-        default=MEMORY_BUDGET_MB,
-        metavar="MB",
-        help="the server's --memory-budget, so the local result is tiled as the server "
-        "tiles (default: %(default)s, serve's)",
+    add_memory_budget(
+        p,
+        MEMORY_BUDGET_MB,
+        "the server's --memory-budget, so the local result is tiled as the server tiles",
     )
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="report folder (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier report")

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..serve import MEMORY_BUDGET_MB
-from ._args import int_at_least
-from .deblur import MIN_BUDGET_MB
+from ._args import add_memory_budget, int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -94,13 +93,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="largest image side accepted; larger requests get an error (default: %(default)s)",
     )
-    p.add_argument(
-        "--memory-budget",
-        type=int_at_least(MIN_BUDGET_MB),
-        default=MEMORY_BUDGET_MB,
-        metavar="MB",
-        help="peak memory of one instance (estimated per backend): batches are split and "
-        "large images tiled to stay under it (default: %(default)s)",
+    add_memory_budget(
+        p,
+        MEMORY_BUDGET_MB,
+        "peak memory of one instance (estimated per backend): batches are split and "
+        "large images tiled to stay under it",
     )
     p.set_defaults(func=run)
 
