@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SaphnetError
 from .backend import Backend
 from .memory import DEFAULT_MEMORY_BUDGET_MB, MIN_TILE, max_tile_pixels, peak_model
-from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, deblur_image
+from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, deblur_image, run_padded
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,61 @@ def deblur(
     return deblur_image(_checked(backend), rgb, chosen, overlap, min_hw, progress)
 
 
+def deblur_batch(
+    backend: Backend,
+    images: np.ndarray,
+    tile: int | None = 0,
+    overlap: int = DEFAULT_OVERLAP,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+) -> np.ndarray:
+    """Deblur (N, H, W, 3) uint8 or uint16 images of one size (video frames, a serving
+    batch); each comes out with the bytes :func:`deblur` gives it alone under the same
+    budget. Images that need no tiles go :func:`images_per_call` at a time into one
+    inference (the same padding, scaling and rounding), tiled ones one by one."""
+    n, h, w = images.shape[:3]
+    max_pixels = pixel_budget(backend, h, w, overlap, memory_budget_mb, images.dtype.itemsize)
+    step = images_per_call(backend, h, w, tile, max_pixels, n)
+    if step == 1:
+        return np.stack([deblur(backend, im, tile, overlap, memory_budget_mb) for im in images])
+    out = np.empty_like(images)
+    min_hw = getattr(backend, "min_hw", (1, 1))
+    infer = _checked(backend)
+    scale = float(np.iinfo(images.dtype).max)
+    for i in range(0, n, step):
+        x = np.ascontiguousarray(images[i : i + step].transpose(0, 3, 1, 2), np.float32)
+        x /= np.float32(scale)
+        y = run_padded(infer, x, min_hw)
+        out[i : i + step] = np.clip(np.rint(y.transpose(0, 2, 3, 1) * scale), 0, scale)
+    return out
+
+
+def images_per_call(
+    backend: Backend, h: int, w: int, tile: int | None, max_pixels: int, limit: int
+) -> int:
+    """How many H x W images one inference may take: 1 when an image is tiled, else as
+    many as fit ``max_pixels`` (the budget of one inference) once padded to 16 and to
+    the profile's minimum, at most ``limit`` and the engine profile's largest batch."""
+    untiled = tile is None or (
+        tile == 0 and choose_tile(h, w, getattr(backend, "max_hw", None), max_pixels) is None
+    )
+    if not untiled:
+        return 1
+    min_hw = getattr(backend, "min_hw", (1, 1))
+    padded = _ceil16(max(h, min_hw[0])) * _ceil16(max(w, min_hw[1]))
+    n = min(limit, max_pixels // padded, profile_batch(backend) or limit)
+    return max(1, n)
+
+
+def profile_batch(backend: Backend) -> int | None:
+    """The largest batch an engine's profile takes (None: the backend has no limit)."""
+    profile = getattr(backend, "profile", None)
+    return int(profile.max[0]) if profile is not None else None
+
+
+def _ceil16(v: int) -> int:
+    return -(-v // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
 def plan_tile(
     backend: Backend,
     h: int,
@@ -252,7 +307,7 @@ def pixel_budget(
     """The most pixels one inference of ``backend`` may take while an H x W image (or
     frame, or request) stays within ``memory_budget_mb``: what :func:`plan_tile`
     tiles by, and what video and serving batches are filled up to."""
-    min_tile = max(MIN_TILE, -(-(2 * overlap + 1) // PAD_MULTIPLE) * PAD_MULTIPLE)
+    min_tile = max(MIN_TILE, _ceil16(2 * overlap + 1))
     return max_tile_pixels(peak_model(backend), memory_budget_mb, h, w, itemsize, min_tile)
 
 

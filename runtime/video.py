@@ -1,7 +1,7 @@
 """Deblur a video frame by frame with PyAV, resumably, in bounded memory.
 
 Frames are decoded one at a time and deblurred a few at a time by a callable (the CLI
-passes :func:`deblur_frames`: the backend and tiling of images, with frames batched
+passes :func:`saphnet.runtime.api.deblur_batch`: the backend and tiling of images, with frames batched
 into one inference where they need no tiles and fit the memory budget); they go back
 to the source's YUV layout, bit depth (8, or 10 for deeper sources) and colour tags
 and are encoded with the source's own timestamps (pts and time base), so the frame
@@ -44,16 +44,12 @@ import numpy as np
 
 from ..errors import SaphnetError
 from ..files import atomic_output, check_writable
-from .api import deblur, pixel_budget
-from .backend import Backend
-from .memory import DEFAULT_MEMORY_BUDGET_MB
-from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
 
 log = logging.getLogger(__name__)
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
 """Deblurs (N, H, W, 3) RGB frames, uint8 (uint16 for 10-bit video), N at most
-:attr:`EncodeOptions.batch`, into the same shape and dtype (the CLI's: :func:`deblur_frames`)."""
+:attr:`EncodeOptions.batch`, into the same shape and dtype (the CLI's: :func:`saphnet.runtime.api.deblur_batch`)."""
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts",
@@ -308,52 +304,6 @@ def _check_container(av: ModuleType, source: _Source, plan: _Plan, output: Path)
                 f"{source.path}: its {name} audio cannot be copied into {output.suffix}; "
                 "write .mkv instead"
             )
-
-
-def frames_per_inference(
-    backend: Backend, h: int, w: int, tile: int | None, max_pixels: int, limit: int
-) -> int:
-    """How many H x W frames one inference may take: 1 when a frame is tiled, else as many
-    padded frames as fit ``max_pixels`` (the budget of one inference), at most ``limit``
-    and the engine profile's largest batch."""
-    untiled = tile is None or (
-        tile == 0 and choose_tile(h, w, getattr(backend, "max_hw", None), max_pixels) is None
-    )
-    if not untiled or limit <= 1:
-        return 1
-    padded = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE * (-(-w // PAD_MULTIPLE) * PAD_MULTIPLE)
-    n = min(limit, max(1, max_pixels // padded))
-    profile = getattr(backend, "profile", None)
-    if profile is not None:
-        n = min(n, int(profile.max[0]))
-    return max(1, n)
-
-
-def deblur_frames(
-    backend: Backend,
-    frames: np.ndarray,
-    tile: int | None = 0,
-    overlap: int = DEFAULT_OVERLAP,
-    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
-) -> np.ndarray:
-    """(N, H, W, 3) uint8 or uint16 frames through ``backend``: in batches of
-    :func:`frames_per_inference` when a frame needs no tiles (the same padding, scaling
-    and rounding as :func:`saphnet.runtime.api.deblur`), else one by one through it;
-    either way within ``memory_budget_mb``."""
-    n, h, w = frames.shape[:3]
-    max_pixels = pixel_budget(backend, h, w, overlap, memory_budget_mb, frames.dtype.itemsize)
-    per_call = frames_per_inference(backend, h, w, tile, max_pixels, n)
-    if per_call == 1:
-        return np.stack([deblur(backend, f, tile, overlap, memory_budget_mb) for f in frames])
-    out = np.empty_like(frames)
-    min_hw = getattr(backend, "min_hw", (1, 1))
-    scale = float(np.iinfo(frames.dtype).max)
-    for i in range(0, n, per_call):
-        x = np.ascontiguousarray(frames[i : i + per_call].transpose(0, 3, 1, 2), np.float32)
-        x /= np.float32(scale)
-        y = run_padded(backend.infer, x, min_hw)
-        out[i : i + per_call] = np.clip(np.rint(y.transpose(0, 2, 3, 1) * scale), 0, scale)
-    return out
 
 
 # --- resumable state --------------------------------------------------------------

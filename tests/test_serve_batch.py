@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from saphnet.errors import SaphnetError
-from saphnet.runtime.api import deblur, pixel_budget
+from saphnet.runtime.api import deblur, deblur_batch, pixel_budget
 from saphnet.runtime.profiles import Profile
 from saphnet.serve import INPUT_NAME, OUTPUT_NAME
-from saphnet.serve.server import DeblurModel, check_request, deblur_batch
+from saphnet.serve.server import DeblurModel, check_request
 
 
 class FakeEngine:

@@ -25,7 +25,6 @@ av = pytest.importorskip("av", reason="video needs PyAV (pip install 'saphnet[vi
 from saphnet.runtime.video import (  # noqa: E402
     EncodeOptions,
     deblur_video,
-    frames_per_inference,
     partial_dir,
 )
 
@@ -438,11 +437,11 @@ def test_frames_are_batched_within_the_budget(
     assert _max_diff(decoded(dst), [as_coded(invert(x)) for x in decoded(src)]) <= 2
     # a budget of two padded 48x64 frames allows two per inference; tiled frames go alone
     pair = 2 * 48 * 64
-    assert frames_per_inference(backend, H, W, 0, pair, limit=8) == 2
-    assert frames_per_inference(backend, H, W, 32, pair, limit=8) == 1
-    assert frames_per_inference(backend, H, W, 0, pair - 1, limit=8) == 1
+    assert api.images_per_call(backend, H, W, 0, pair, limit=8) == 2
+    assert api.images_per_call(backend, H, W, 32, pair, limit=8) == 1
+    assert api.images_per_call(backend, H, W, 0, pair - 1, limit=8) == 1
     backend.profile = type("P", (), {"max": (3, 3, 64, 64)})()  # an engine's largest batch
-    assert frames_per_inference(backend, H, W, 0, 10 * pair, limit=8) == 3
+    assert api.images_per_call(backend, H, W, 0, 10 * pair, limit=8) == 3
 
 
 def _tagged_clip(path: Path, pix_fmt: str, frames: int = 4) -> Path:

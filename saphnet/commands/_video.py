@@ -102,8 +102,8 @@ def _pairs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 def run_videos(args: argparse.Namespace) -> int:
     """Deblur each video; the exit status is the number that failed."""
-    from ..runtime.api import open_backend
-    from ..runtime.video import EncodeOptions, check_video_job, deblur_frames, deblur_video
+    from ..runtime.api import deblur_batch, open_backend
+    from ..runtime.video import EncodeOptions, check_video_job, deblur_video
     from .deblur import MAX_EXIT, expand_inputs
 
     files, problems = expand_inputs(args.inputs)
@@ -118,7 +118,7 @@ def run_videos(args: argparse.Namespace) -> int:
     )
 
     def frame_fn(frames):
-        return deblur_frames(backend, frames, args.tile, args.tile_overlap, args.memory_budget)
+        return deblur_batch(backend, frames, args.tile, args.tile_overlap, args.memory_budget)
 
     fingerprint = {
         "backend": backend.name,

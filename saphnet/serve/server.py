@@ -30,10 +30,8 @@ from types import FrameType
 import numpy as np
 
 from ..errors import SaphnetError
-from ..images import from_float, to_float
-from ..runtime.api import deblur, open_backend, pixel_budget
+from ..runtime.api import deblur_batch, open_backend, profile_batch
 from ..runtime.backend import Backend
-from ..runtime.tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, run_padded
 from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME, Endpoints
 
 log = logging.getLogger(__name__)
@@ -84,48 +82,6 @@ def check_request(image: np.ndarray, max_side: int) -> None:
         )
 
 
-def _ceil16(v: int) -> int:
-    return -(-v // PAD_MULTIPLE) * PAD_MULTIPLE
-
-
-def images_per_call(backend: Backend, h: int, w: int, max_pixels: int) -> int:
-    """How many H x W images one backend call may hold: ``max_pixels`` (from the
-    memory budget) counts every image of the batch, and an engine's profile caps it."""
-    min_hw = getattr(backend, "min_hw", (1, 1))
-    pixels = max(_ceil16(h), _ceil16(min_hw[0])) * max(_ceil16(w), _ceil16(min_hw[1]))
-    return min(max(1, max_pixels // pixels), profile_batch(backend) or pixels)
-
-
-def profile_batch(backend: Backend) -> int | None:
-    """The largest batch an engine's profile takes (None: the backend has no limit)."""
-    profile = getattr(backend, "profile", None)
-    return int(profile.max[0]) if profile is not None else None
-
-
-def deblur_batch(
-    backend: Backend,
-    images: np.ndarray,
-    memory_budget_mb: float = MEMORY_BUDGET_MB,
-    overlap: int = DEFAULT_OVERLAP,
-) -> np.ndarray:
-    """Deblur (N, H, W, 3) uint8 images of one size within ``memory_budget_mb``; each
-    comes out with the bytes ``saphnet.runtime.deblur`` gives for it alone under the
-    same budget (same tiles, same padding, same conversions)."""
-    n, h, w = images.shape[:3]
-    max_pixels = pixel_budget(backend, h, w, overlap, memory_budget_mb)
-    if choose_tile(h, w, getattr(backend, "max_hw", None), max_pixels) is not None:
-        return np.stack([deblur(backend, im, 0, overlap, memory_budget_mb) for im in images])
-    min_hw = getattr(backend, "min_hw", (1, 1))
-    step = images_per_call(backend, h, w, max_pixels)
-    out = np.empty_like(images)
-    for start in range(0, n, step):
-        chunk = images[start : start + step]
-        result = run_padded(backend.infer, np.concatenate([to_float(im) for im in chunk]), min_hw)
-        for i in range(len(chunk)):
-            out[start + i] = from_float(result[i : i + 1], np.uint8)
-    return out
-
-
 class DeblurModel:
     """One Triton model instance: a backend and the request checks.
 
@@ -148,7 +104,7 @@ class DeblurModel:
         outputs: list[np.ndarray] = [np.empty(0, np.uint8)] * len(images)
         for members in groups.values():
             stacked = np.concatenate([images[i] for i in members])
-            result = deblur_batch(self.backend, stacked, self.memory_budget_mb)
+            result = deblur_batch(self.backend, stacked, memory_budget_mb=self.memory_budget_mb)
             start = 0
             for i in members:
                 count = images[i].shape[0]
