@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..serve import MEMORY_BUDGET_MB
+from ..serve import DEFAULT_MAX_SIDE, MEMORY_BUDGET_MB
 from ._args import add_memory_budget, int_at_least
 
 
@@ -65,41 +65,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="R",
         help="metrics port (default: %(default)s)",
     )
+    add_batching_options(p)
+    p.set_defaults(func=run)
+
+
+def add_batching_options(p: argparse.ArgumentParser, python_kind: str = "") -> None:
+    """How the Triton model batches, tiles and refuses requests: the options
+    ``saphnet serve`` and ``saphnet triton-repo`` share. ``python_kind`` is appended
+    to the help of those only a python-kind repository uses."""
     p.add_argument(
         "--max-batch",
         type=int_at_least(1),
         default=4,
         metavar="N",
-        help="largest batch the dynamic batcher forms (1: dynamic batching off) (default: %(default)s)",
+        help="largest batch the dynamic batcher forms, Triton's max_batch_size "
+        "(1: dynamic batching off) (default: %(default)s)",
     )
     p.add_argument(
         "--batch-delay-us",
         type=int_at_least(0),
         default=2000,
         metavar="US",
-        help="how long a request may wait for others to batch with (default: %(default)s)",
+        help="how long a request may wait for others to batch with, Triton's "
+        "max_queue_delay_microseconds (default: %(default)s)",
     )
     p.add_argument(
         "--instances",
         type=int_at_least(1),
         default=1,
         metavar="N",
-        help="model instances (default: %(default)s)",
+        help="model instances, Triton's instance_group count (default: %(default)s)",
     )
     p.add_argument(
         "--max-size",
         type=int_at_least(16),
-        default=8192,
+        default=DEFAULT_MAX_SIDE,
         metavar="PX",
-        help="largest image side accepted; larger requests get an error (default: %(default)s)",
+        help=f"largest image side accepted; larger requests get an error{python_kind} "
+        "(default: %(default)s)",
     )
     add_memory_budget(
         p,
         MEMORY_BUDGET_MB,
         "peak memory of one instance (estimated per backend): batches are split and "
-        "large images tiled to stay under it",
+        f"large images tiled to stay under it{python_kind}",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

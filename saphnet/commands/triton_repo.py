@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..serve import MEMORY_BUDGET_MB
-from ._args import add_memory_budget, int_at_least
+from .serve import add_batching_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,40 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="python",
         help="Triton backend (default: %(default)s)",
     )
-    p.add_argument(
-        "--max-batch",
-        type=int_at_least(1),
-        default=4,
-        metavar="N",
-        help="max_batch_size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-delay-us",
-        type=int_at_least(0),
-        default=2000,
-        metavar="US",
-        help="dynamic batching max_queue_delay_microseconds (default: %(default)s)",
-    )
-    p.add_argument(
-        "--instances",
-        type=int_at_least(1),
-        default=1,
-        metavar="N",
-        help="instance_group count (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-size",
-        type=int_at_least(16),
-        default=8192,
-        metavar="PX",
-        help="largest image side accepted (python kind) (default: %(default)s)",
-    )
-    add_memory_budget(
-        p,
-        MEMORY_BUDGET_MB,
-        "peak memory of one instance: batches are split and large images tiled to "
-        "stay under it (python kind)",
-    )
+    add_batching_options(p, python_kind=" (python kind)")
     p.add_argument(
         "--plugin-path",
         metavar="PATH",

@@ -13,6 +13,8 @@ INPUT_NAME = "image"
 """UINT8 RGB, HWC, any size: dims [-1, -1, 3] after the batch dimension."""
 OUTPUT_NAME = "deblurred"
 """UINT8, the input's shape."""
+DEFAULT_MAX_SIDE = 8192
+"""Largest side served by default: an 8K frame; larger requests are refused."""
 MEMORY_BUDGET_MB = 4096
 """Default peak memory of one model instance, by which batches are filled and large
 images tiled: a server's GPU, not a small board's 1 GB that ``saphnet deblur``

@@ -32,14 +32,12 @@ import numpy as np
 from ..errors import SaphnetError
 from ..runtime.api import deblur_batch, open_backend, profile_batch
 from ..runtime.backend import Backend
-from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME, Endpoints
+from . import DEFAULT_MAX_SIDE, INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME, Endpoints
 
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 16
 """The network's smallest side (the same floor ``saphnet deblur`` applies to files)."""
-DEFAULT_MAX_SIDE = 8192
-"""Largest side served by default: an 8K frame; larger requests are refused."""
 
 
 @dataclass(frozen=True)

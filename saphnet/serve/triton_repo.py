@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaphnetError
-from . import INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
-from .server import DEFAULT_MAX_SIDE
+from . import DEFAULT_MAX_SIDE, INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
