@@ -21,15 +21,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from saphnet.commands._args import parse_size
 from saphnet.commands.loadtest import concurrency_list
 from saphnet.errors import SaphnetError
 from saphnet.files import atomic_output
 from saphnet.plots import grouped_bars
 from saphnet.runtime.api import cached_onnx, deblur, open_backend
-from saphnet.runtime.bench import _json_safe, header
+from saphnet.runtime.bench import _json_safe, header, percentiles
 from saphnet.serve.loadtest import load_images, run_loadtest
 from saphnet.serve.process import ServerProcess, serve_command, start
 
@@ -58,13 +56,7 @@ def deblur_loop(model: Path, size: tuple[int, int], requests: int) -> dict[str, 
         seconds = time.perf_counter() - began
     finally:
         backend.close()
-    a = np.asarray(times)
-    return {
-        "throughput": requests / seconds,
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-    }
+    return {**percentiles(times, (50, 95, 99)), "throughput": requests / seconds}
 
 
 def start_with_retry(command: list[str], stem: Path, attempts: int = 3) -> ServerProcess:

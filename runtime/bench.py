@@ -114,15 +114,14 @@ def header() -> dict[str, str]:
     return info
 
 
-def percentiles(times_ms: Sequence[float]) -> dict[str, float]:
+def percentiles(
+    times_ms: Sequence[float], points: Sequence[int] = (50, 90, 99)
+) -> dict[str, float]:
+    """``p{q}_ms`` for each of ``points``, ``mean_ms`` and ``throughput`` (calls per
+    second one after another: 1000 / mean); benchmarks and load tests share it."""
     a = np.asarray(times_ms, np.float64)
-    return {
-        "p50_ms": float(np.percentile(a, 50)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "mean_ms": float(a.mean()),
-        "throughput": float(1000.0 / a.mean()),
-    }
+    stats = {f"p{q}_ms": float(np.percentile(a, q)) for q in points}
+    return {**stats, "mean_ms": float(a.mean()), "throughput": float(1000.0 / a.mean())}
 
 
 def time_backend(

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SaphnetError
 from ..files import write_report_files
+from ..runtime.bench import percentiles
 from . import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -193,12 +194,10 @@ def run_level(
     level = Level(concurrency, len(latencies) + len(errors), len(errors), seconds)
     level.first_error = errors[0] if errors else None
     if latencies:
-        a = np.asarray(latencies)
-        level.p50_ms, level.p95_ms, level.p99_ms = (
-            float(np.percentile(a, q)) for q in (50, 95, 99)
-        )
-        level.mean_ms = float(a.mean())
-        level.throughput = len(latencies) / seconds
+        stats = percentiles(latencies, (50, 95, 99))
+        level.p50_ms, level.p95_ms, level.p99_ms = (stats[f"p{q}_ms"] for q in (50, 95, 99))
+        level.mean_ms = stats["mean_ms"]
+        level.throughput = len(latencies) / seconds  # concurrent: not 1000 / mean
     return level
 
 
