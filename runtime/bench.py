@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..errors import first_line
 from ..files import write_report_files
 
 log = logging.getLogger(__name__)
@@ -235,8 +236,7 @@ def measure(
         elif result.memory == "process peak RSS":
             result.peak_mb = peak_rss_mb()
     except Exception as exc:  # one broken case must not lose the others' numbers
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        result.error = f"{type(exc).__name__}: {first}"[:200]
+        result.error = f"{type(exc).__name__}: {first_line(exc)}"[:200]
         log.warning("%s at %dx%d failed: %s", case.label, case.height, case.width, result.error)
     finally:
         if backend is not None:

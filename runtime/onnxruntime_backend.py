@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import SaphnetError
+from ..errors import SaphnetError, first_line
 from ..export.metadata import read_metadata
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,7 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(str(self.path), providers=chain)
         except Exception as exc:  # onnxruntime raises several unrelated types
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SaphnetError(f"ONNX Runtime cannot load {self.path}: {first_line}") from None
+            raise SaphnetError(f"ONNX Runtime cannot load {self.path}: {first_line(exc)}") from None
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SaphnetError
+from ..errors import SaphnetError, first_line
 from ..files import atomic_output, check_writable
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ class VideoResult:
 
 
 def _error(src: Path, exc: Exception, what: str) -> SaphnetError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SaphnetError(f"{src}: {what}: {text}")
+    return SaphnetError(f"{src}: {what}: {first_line(exc)}")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import SaphnetError
+from ..errors import SaphnetError, first_line
 from ._args import int_at_least
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,8 @@ def run_videos(args: argparse.Namespace) -> int:
             except (MemoryError, RuntimeError, ValueError) as exc:  # backend failures
                 failures += 1
                 log.debug("%s failed", src, exc_info=True)
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 print(
-                    f"saphnet deblur: {src}: {first}; finished frames are kept: fix it and "
+                    f"saphnet deblur: {src}: {first_line(exc)}; finished frames are kept: fix it and "
                     "rerun with --resume (a smaller --tile if memory ran out)",
                     file=sys.stderr,
                 )

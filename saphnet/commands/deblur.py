@@ -9,7 +9,7 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-from ..errors import SaphnetError
+from ..errors import SaphnetError, first_line
 from ._args import add_memory_budget, int_at_least, tile_size
 from ._video import add_video_arguments, run_videos, video_inputs
 
@@ -255,9 +255,8 @@ def deblur_files(backend, pairs: list[tuple[Path, Path]], args: argparse.Namespa
         except (MemoryError, RuntimeError, ValueError) as exc:  # backend failures on one image
             failures += 1
             log.debug("%s failed", src, exc_info=True)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             tqdm.write(
-                f"saphnet deblur: {src}: {first}; try a smaller --memory-budget or --tile",
+                f"saphnet deblur: {src}: {first_line(exc)}; try a smaller --memory-budget or --tile",
                 file=sys.stderr,
             )
         finally:

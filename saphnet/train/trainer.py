@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import SaphnetError
+from ..errors import SaphnetError, first_line
 from ..files import atomic_output
 from ..model import SAPHNet, SAPHNetConfig
 from .budget import cosine_lr, format_duration
@@ -187,7 +187,7 @@ class Trainer:
         except Exception as exc:
             log.warning(
                 "torch.compile failed (%s); training without it",
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                first_line(exc),
             )
             self.forward = self.model
             return self.model(x)
