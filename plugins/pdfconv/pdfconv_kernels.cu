@@ -28,15 +28,22 @@ void launchDirect(KernelGeometry const& g, int32_t batch, void const* x, void co
         static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
 }
 
+//! Enqueues the repacking of W into the fused kernel's [tap][C_out padded][C_in padded] layout.
+void launchPackWeights(PdfConvParams const& p, void const* weight, void* packed, cudaStream_t stream)
+{
+    int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
+    int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
+    int32_t const taps = p.kernel_h * p.kernel_w;
+    int64_t const total = static_cast<int64_t>(taps) * packedM * packedK;
+    int32_t const packBlocks = static_cast<int32_t>(std::min<int64_t>((total + 255) / 256, 4096));
+    packWeightsKernel<<<packBlocks, 256, 0, stream>>>(static_cast<__half const*>(weight), static_cast<__half*>(packed),
+        p.out_channels, p.in_channels, taps, packedM, packedK);
+}
+
 } // namespace
 
-int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
-    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
-    void* streamHandle, std::string& message)
+int32_t checkDevice(void const* x, std::string& message)
 {
-    cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
-    KernelGeometry const g = geometryOf(p, outHeight, outWidth);
-    bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
     // Launch on the caller's current device and stream, never switch devices behind the caller's
     // back (TensorRT, torch and pycuda own the thread's current context). Our statically linked
     // runtime sees the context the caller made current, so cudaGetDevice is the caller's device.
@@ -58,6 +65,74 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
     {
         cudaGetLastError(); // not a pointer the runtime knows (e.g. no GPU): the launch reports it
     }
+    return PDFCONV_SUCCESS;
+}
+
+PackedWeights::~PackedWeights()
+{
+    if (mBuffer != nullptr)
+    {
+        cudaFree(mBuffer); // at exit the context may be gone already: nothing to report then
+    }
+}
+
+void const* PackedWeights::prepare(PdfConvParams const& p, void const* weight, void* streamHandle, bool& packed)
+{
+    packed = false;
+    auto const stream = static_cast<cudaStream_t>(streamHandle);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    int device = -1;
+    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || cudaGetDevice(&device) != cudaSuccess)
+    {
+        cudaGetLastError();
+        return nullptr;
+    }
+    Key const key{weight, device, p.out_channels, p.in_channels, p.kernel_h * p.kernel_w};
+    if (mValid && key == mKey)
+    {
+        return mBuffer; // packed by an earlier call that ran before this one on the stream
+    }
+    if (capture != cudaStreamCaptureStatusNone)
+    {
+        // Inside a graph capture nothing may be allocated, and a pack recorded into the graph
+        // runs only when the graph does: pack into the workspace, inside the graph, instead.
+        return nullptr;
+    }
+    std::size_t const bytes = packedWeightBytes(p);
+    if (mBuffer == nullptr || bytes > mBytes || device != mKey.device)
+    {
+        // Relaxed mode: another thread's global-mode capture does not forbid this allocation.
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        void* buffer = nullptr;
+        cudaError_t const allocated = cudaMalloc(&buffer, bytes);
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        if (allocated != cudaSuccess)
+        {
+            cudaGetLastError();
+            return nullptr; // out of memory: the workspace still holds room for the packed weights
+        }
+        if (mBuffer != nullptr)
+        {
+            cudaFree(mBuffer);
+        }
+        mBuffer = buffer;
+        mBytes = bytes;
+    }
+    launchPackWeights(p, weight, mBuffer, stream);
+    mKey = key;
+    mValid = true;
+    packed = true;
+    return mBuffer;
+}
+
+int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
+    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
+    void* streamHandle, std::string& message, void const* packedWeights)
+{
+    cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
+    KernelGeometry const g = geometryOf(p, outHeight, outWidth);
+    bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
     if (algo == PDFCONV_ALGO_FUSED)
     {
         if (nhwc && (reinterpret_cast<uintptr_t>(x) % 16) != 0)
@@ -72,11 +147,12 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
         }
         int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
         int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
-        auto* const packed = static_cast<__half*>(workspace);
-        int64_t const total = static_cast<int64_t>(g.taps) * packedM * packedK;
-        int32_t const packBlocks = static_cast<int32_t>(std::min<int64_t>((total + 255) / 256, 4096));
-        packWeightsKernel<<<packBlocks, 256, 0, stream>>>(
-            static_cast<__half const*>(weight), packed, p.out_channels, p.in_channels, g.taps, packedM, packedK);
+        if (packedWeights == nullptr)
+        {
+            launchPackWeights(p, weight, workspace, stream);
+            packedWeights = workspace;
+        }
+        auto const* const packed = static_cast<__half const*>(packedWeights);
         // The kernel gathers channels-last (one 16-byte load = 8 channels per corner): an NCHW
         // input is first copied into the workspace as NHWC8.
         KernelGeometry fused = g;
