@@ -2,8 +2,9 @@
 set of TensorRT headers found: ``pdfconv_plugin_lifecycle`` (plugins/tests/), configured,
 built and run with ctest; and how its creator reaches TensorRT's registry
 (``pdfconv_plugin_register_*``: dlopen of libsaphnet_plugins_autoregister.so, loadLibrary of
-libsaphnet_plugins.so, each against a stub libnvinfer that counts registrations). Needs only
-the headers, CMake and nvcc (no libnvinfer, no GPU).
+libsaphnet_plugins.so, each against a stub libnvinfer that counts registrations); and the
+plugin's enqueue against a fake CUDA runtime (``pdfconv_enqueue_hot_path``). Needs only the
+headers, CMake and nvcc (no libnvinfer, no GPU).
 
 Headers are looked for in ``$SAPHNET_TRT_INCLUDE`` (one include folder holding NvInfer.h,
 or several separated by ``:``) and in ``third_party/trt-*/include`` (ignored by git; see
@@ -83,6 +84,7 @@ def _build(include: Path) -> Path:
         [
             "cmake", "--build", str(build), "-j", "2", "--target", "saphnet_plugins",
             "saphnet_plugins_autoregister", "pdfconv_plugin_lifecycle", "pdfconv_plugin_register",
+            "pdfconv_enqueue_hot_path",
         ],
         timeout=900,
     )  # fmt: skip
@@ -112,6 +114,20 @@ def test_plugin_lifecycle_with_headers(built: tuple[Path, Path]):
     assert re.search(r"\d+ checks, 0 failed", output), output
     assert "the plugin behaves as TensorRT expects" in output
     assert "getTimingCacheID: saphnet::PDFConv/1/" in output, output
+
+
+def test_enqueue_hot_path_with_headers(built: tuple[Path, Path]):
+    """The plugin's enqueue against a fake CUDA runtime: W repacked once per pointer and
+    shape, nothing allocated or packed under graph capture, no pointer query."""
+    _, build = built
+    tested = _run(
+        ["ctest", "--test-dir", str(build), "-R", "^pdfconv_enqueue_hot_path$", "-V"], 300
+    )
+    output = tested.stdout + tested.stderr
+    assert tested.returncode == 0, output
+    assert re.search(r"\d+ checks, 0 failed", output), output
+    assert "ok: W is packed once for three calls" in output, output
+    assert "ok: enqueue makes no pointer query" in output, output
 
 
 def _dynamic_section(library: Path) -> str:

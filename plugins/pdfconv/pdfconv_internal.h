@@ -53,6 +53,10 @@ int32_t forwardCuda(PdfConvParams const& params, int32_t outHeight, int32_t outW
     void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
     void* stream, std::string& message, void const* packedWeights = nullptr);
 
+//! Enqueue the repacking of float16 W into the fused kernel's [tap][C_out padded to 128]
+//! [C_in padded to 32] layout at `packed` (packedWeightBytes) on `stream` (CUDA builds only).
+void launchPackWeights(PdfConvParams const& params, void const* weight, void* packed, void* stream);
+
 //! PDFCONV_SUCCESS when x is on the current device (or not a pointer the CUDA runtime knows),
 //! else PDFCONV_INVALID_ARGUMENT with the fix in message. For the C API, whose callers hand in
 //! any tensor; TensorRT hands its plugin device pointers of its own device, so enqueue skips it.

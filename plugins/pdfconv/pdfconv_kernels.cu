@@ -28,9 +28,11 @@ void launchDirect(KernelGeometry const& g, int32_t batch, void const* x, void co
         static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
 }
 
-//! Enqueues the repacking of W into the fused kernel's [tap][C_out padded][C_in padded] layout.
-void launchPackWeights(PdfConvParams const& p, void const* weight, void* packed, cudaStream_t stream)
+} // namespace
+
+void launchPackWeights(PdfConvParams const& p, void const* weight, void* packed, void* streamHandle)
 {
+    cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
     int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
     int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
     int32_t const taps = p.kernel_h * p.kernel_w;
@@ -39,8 +41,6 @@ void launchPackWeights(PdfConvParams const& p, void const* weight, void* packed,
     packWeightsKernel<<<packBlocks, 256, 0, stream>>>(static_cast<__half const*>(weight), static_cast<__half*>(packed),
         p.out_channels, p.in_channels, taps, packedM, packedK);
 }
-
-} // namespace
 
 int32_t checkDevice(void const* x, std::string& message)
 {
@@ -66,64 +66,6 @@ int32_t checkDevice(void const* x, std::string& message)
         cudaGetLastError(); // not a pointer the runtime knows (e.g. no GPU): the launch reports it
     }
     return PDFCONV_SUCCESS;
-}
-
-PackedWeights::~PackedWeights()
-{
-    if (mBuffer != nullptr)
-    {
-        cudaFree(mBuffer); // at exit the context may be gone already: nothing to report then
-    }
-}
-
-void const* PackedWeights::prepare(PdfConvParams const& p, void const* weight, void* streamHandle, bool& packed)
-{
-    packed = false;
-    auto const stream = static_cast<cudaStream_t>(streamHandle);
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    int device = -1;
-    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || cudaGetDevice(&device) != cudaSuccess)
-    {
-        cudaGetLastError();
-        return nullptr;
-    }
-    Key const key{weight, device, p.out_channels, p.in_channels, p.kernel_h * p.kernel_w};
-    if (mValid && key == mKey)
-    {
-        return mBuffer; // packed by an earlier call that ran before this one on the stream
-    }
-    if (capture != cudaStreamCaptureStatusNone)
-    {
-        // Inside a graph capture nothing may be allocated, and a pack recorded into the graph
-        // runs only when the graph does: pack into the workspace, inside the graph, instead.
-        return nullptr;
-    }
-    std::size_t const bytes = packedWeightBytes(p);
-    if (mBuffer == nullptr || bytes > mBytes || device != mKey.device)
-    {
-        // Relaxed mode: another thread's global-mode capture does not forbid this allocation.
-        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-        cudaThreadExchangeStreamCaptureMode(&mode);
-        void* buffer = nullptr;
-        cudaError_t const allocated = cudaMalloc(&buffer, bytes);
-        cudaThreadExchangeStreamCaptureMode(&mode);
-        if (allocated != cudaSuccess)
-        {
-            cudaGetLastError();
-            return nullptr; // out of memory: the workspace still holds room for the packed weights
-        }
-        if (mBuffer != nullptr)
-        {
-            cudaFree(mBuffer);
-        }
-        mBuffer = buffer;
-        mBytes = bytes;
-    }
-    launchPackWeights(p, weight, mBuffer, stream);
-    mKey = key;
-    mValid = true;
-    packed = true;
-    return mBuffer;
 }
 
 int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
