@@ -352,6 +352,11 @@ int32_t pdfconv_forward_cuda(PdfConvParams const* params, int32_t algo, void con
                 "pdfconv_forward_cuda: the workspace has " + std::to_string(workspace_bytes) + " bytes but "
                     + std::to_string(needed) + " are needed; size it with pdfconv_workspace_size");
         }
+        status = checkDevice(x, message);
+        if (status != PDFCONV_SUCCESS)
+        {
+            return fail(status, message);
+        }
         status = forwardCuda(*params, outHeight, outWidth, resolved, x, offset, mask, weight, bias, y, workspace,
             stream, message);
         return status == PDFCONV_SUCCESS ? status : fail(status, message);

@@ -47,9 +47,60 @@ void forwardHost(PdfConvParams const& params, int32_t outHeight, int32_t outWidt
     void const* offset, void const* mask, void const* weight, void const* bias, void* y);
 
 //! Enqueue the CUDA kernels for valid params and a resolved algorithm (defined only in CUDA builds).
+//! The fused kernel reads W repacked: from `packedWeights` when given (PackedWeights), else
+//! packed into the start of the workspace on this call.
 int32_t forwardCuda(PdfConvParams const& params, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
     void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
-    void* stream, std::string& message);
+    void* stream, std::string& message, void const* packedWeights = nullptr);
+
+//! Enqueue the repacking of float16 W into the fused kernel's [tap][C_out padded to 128]
+//! [C_in padded to 32] layout at `packed` (packedWeightBytes) on `stream` (CUDA builds only).
+void launchPackWeights(PdfConvParams const& params, void const* weight, void* packed, void* stream);
+
+//! PDFCONV_SUCCESS when x is on the current device (or not a pointer the CUDA runtime knows),
+//! else PDFCONV_INVALID_ARGUMENT with the fix in message. For the C API, whose callers hand in
+//! any tensor; TensorRT hands its plugin device pointers of its own device, so enqueue skips it.
+int32_t checkDevice(void const* x, std::string& message);
+
+//! The fused kernel's repacked weights of one W, kept in device memory of their own, so that
+//! the TensorRT plugin repacks W once per weight pointer and shape (TensorRT keeps a layer's
+//! constant W at one address for the life of an execution context) instead of on every
+//! enqueue. A copy (the plugin's clone, one per execution context) starts empty.
+class PackedWeights
+{
+public:
+    PackedWeights() = default;
+    PackedWeights(PackedWeights const& /*other*/) {}
+    PackedWeights& operator=(PackedWeights const&) = delete;
+    ~PackedWeights();
+
+    //! W's packed copy for the fused kernel, enqueued on `stream` first when W's pointer, shape
+    //! or the current device differ from the last call (`packed` then says so). nullptr when
+    //! W must be packed into the workspace on this call instead: while the stream is captured
+    //! into a CUDA graph before W was packed here (nothing may be allocated during a capture,
+    //! and a pack recorded into the graph runs only when the graph does), or when device
+    //! memory runs out. Device queries only, no synchronization, legal under capture.
+    void const* prepare(PdfConvParams const& params, void const* weight, void* stream, bool& packed);
+
+private:
+    struct Key
+    {
+        void const* weight = nullptr;
+        int32_t device = -1;
+        int32_t outChannels = 0;
+        int32_t inChannels = 0;
+        int32_t taps = 0;
+        bool operator==(Key const& o) const
+        {
+            return weight == o.weight && device == o.device && outChannels == o.outChannels
+                && inChannels == o.inChannels && taps == o.taps;
+        }
+    };
+    Key mKey;
+    bool mValid = false;
+    void* mBuffer = nullptr;
+    std::size_t mBytes = 0;
+};
 
 //! Record the message of a failed call for pdfconv_last_error() on this thread.
 void setLastError(std::string const& message);

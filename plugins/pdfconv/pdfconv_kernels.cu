@@ -30,13 +30,20 @@ void launchDirect(KernelGeometry const& g, int32_t batch, void const* x, void co
 
 } // namespace
 
-int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
-    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
-    void* streamHandle, std::string& message)
+void launchPackWeights(PdfConvParams const& p, void const* weight, void* packed, void* streamHandle)
 {
     cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
-    KernelGeometry const g = geometryOf(p, outHeight, outWidth);
-    bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
+    int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
+    int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
+    int32_t const taps = p.kernel_h * p.kernel_w;
+    int64_t const total = static_cast<int64_t>(taps) * packedM * packedK;
+    int32_t const packBlocks = static_cast<int32_t>(std::min<int64_t>((total + 255) / 256, 4096));
+    packWeightsKernel<<<packBlocks, 256, 0, stream>>>(static_cast<__half const*>(weight), static_cast<__half*>(packed),
+        p.out_channels, p.in_channels, taps, packedM, packedK);
+}
+
+int32_t checkDevice(void const* x, std::string& message)
+{
     // Launch on the caller's current device and stream, never switch devices behind the caller's
     // back (TensorRT, torch and pycuda own the thread's current context). Our statically linked
     // runtime sees the context the caller made current, so cudaGetDevice is the caller's device.
@@ -58,6 +65,16 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
     {
         cudaGetLastError(); // not a pointer the runtime knows (e.g. no GPU): the launch reports it
     }
+    return PDFCONV_SUCCESS;
+}
+
+int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth, int32_t algo, void const* x,
+    void const* offset, void const* mask, void const* weight, void const* bias, void* y, void* workspace,
+    void* streamHandle, std::string& message, void const* packedWeights)
+{
+    cudaStream_t const stream = static_cast<cudaStream_t>(streamHandle);
+    KernelGeometry const g = geometryOf(p, outHeight, outWidth);
+    bool const nhwc = p.layout == PDFCONV_LAYOUT_NHWC8;
     if (algo == PDFCONV_ALGO_FUSED)
     {
         if (nhwc && (reinterpret_cast<uintptr_t>(x) % 16) != 0)
@@ -72,11 +89,12 @@ int32_t forwardCuda(PdfConvParams const& p, int32_t outHeight, int32_t outWidth,
         }
         int32_t const packedM = (p.out_channels + kTileM - 1) / kTileM * kTileM;
         int32_t const packedK = (p.in_channels + kTileK - 1) / kTileK * kTileK;
-        auto* const packed = static_cast<__half*>(workspace);
-        int64_t const total = static_cast<int64_t>(g.taps) * packedM * packedK;
-        int32_t const packBlocks = static_cast<int32_t>(std::min<int64_t>((total + 255) / 256, 4096));
-        packWeightsKernel<<<packBlocks, 256, 0, stream>>>(
-            static_cast<__half const*>(weight), packed, p.out_channels, p.in_channels, g.taps, packedM, packedK);
+        if (packedWeights == nullptr)
+        {
+            launchPackWeights(p, weight, workspace, stream);
+            packedWeights = workspace;
+        }
+        auto const* const packed = static_cast<__half const*>(packedWeights);
         // The kernel gathers channels-last (one 16-byte load = 8 channels per corner): an NCHW
         // input is first copied into the workspace as NHWC8.
         KernelGeometry fused = g;

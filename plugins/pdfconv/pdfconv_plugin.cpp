@@ -385,8 +385,35 @@ bool parseFields(PluginFieldCollection const* fc, PluginAttributes& a, std::stri
 // PDFConvPlugin
 // ---------------------------------------------------------------------------------------
 
+namespace
+{
+
+std::string joined(int32_t const* values, size_t count)
+{
+    std::string text;
+    for (size_t i = 0; i < count; ++i)
+    {
+        text += (i ? "," : "") + std::to_string(values[i]);
+    }
+    return text;
+}
+
+//! The timing cache key of a plugin created with these fields: TensorRT prefixes it with the
+//! I/O shapes and formats, so it holds what else decides the kernels' speed, and the library's
+//! version, so that timings of older kernels are not reused.
+std::string timingCacheID(PluginAttributes const& a)
+{
+    return std::string(kPluginNamespace) + "::" + kPluginName + "/" + kPluginVersion + "/lib"
+        + std::to_string(PDFCONV_VERSION) + ":kernel=" + joined(a.kernel.data(), 2) + ":pads="
+        + joined(a.pads.data(), 4) + ":strides=" + joined(a.strides.data(), 2) + ":dilations="
+        + joined(a.dilations.data(), 2);
+}
+
+} // namespace
+
 PDFConvPlugin::PDFConvPlugin(PluginAttributes const& attributes)
     : mAttributes(attributes)
+    , mTimingCacheID(timingCacheID(attributes))
 {
 }
 
@@ -396,6 +423,7 @@ PDFConvPlugin::PDFConvPlugin(PDFConvPlugin const& other)
     , IPluginV3OneBuild(other)
     , IPluginV3OneRuntime(other)
     , mAttributes(other.mAttributes)
+    , mTimingCacheID(other.mTimingCacheID)
 {
     // mFields points into mAttributes: rebuilt by getFieldsToSerialize, never copied.
 }
@@ -621,6 +649,11 @@ size_t PDFConvPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, in
     return workspaceBytes(params, algo);
 }
 
+char const* PDFConvPlugin::getTimingCacheID() noexcept
+{
+    return mTimingCacheID.c_str();
+}
+
 // --- IPluginV3OneRuntime ---
 
 int32_t PDFConvPlugin::onShapeChange(
@@ -660,8 +693,21 @@ int32_t PDFConvPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDe
         int32_t status = planForward(params, PDFCONV_ALGO_AUTO, outHeight, outWidth, algo, message);
         if (status == PDFCONV_SUCCESS)
         {
+            // TensorRT hands device pointers of this context's device: no pointer query here.
+            void const* packed = nullptr;
+            if (algo == PDFCONV_ALGO_FUSED)
+            {
+                bool packedNow = false;
+                packed = mPackedWeights.prepare(params, inputs[kWeight], stream, packedNow);
+                if (packedNow)
+                {
+                    logMessage(ILogger::Severity::kVERBOSE,
+                        "enqueue: repacked W " + dimsText(inputDesc[kWeight].dims)
+                            + " for the fused kernel; reused until W's address or shape changes");
+                }
+            }
             status = forwardCuda(params, outHeight, outWidth, algo, inputs[kX], inputs[kOffset], inputs[kMask],
-                inputs[kWeight], inputs[kBias], outputs[0], workspace, stream, message);
+                inputs[kWeight], inputs[kBias], outputs[0], workspace, stream, message, packed);
         }
         if (status != PDFCONV_SUCCESS)
         {

@@ -8,6 +8,7 @@
 
 #include "NvInferRuntime.h"
 #include "pdfconv_api.h"
+#include "pdfconv_internal.h"
 
 #include <array>
 #include <cstdint>
@@ -65,6 +66,7 @@ public:
         nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+    char const* getTimingCacheID() noexcept override;
 
     // IPluginV3OneRuntime: what the execution context calls.
     int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
@@ -76,8 +78,10 @@ public:
 
 private:
     PluginAttributes mAttributes;
+    std::string mTimingCacheID; //!< name, version, namespace, library version and creation fields
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};
+    PackedWeights mPackedWeights; //!< W repacked for the fused kernel, once per W (enqueue)
 };
 
 class PDFConvPluginCreator final : public nvinfer1::IPluginCreatorV3One

@@ -13,7 +13,8 @@
 //      type and format, given the accepted ones before it), then configurePlugin (a profile
 //      whose largest shape the kernels cannot run must be refused) and getWorkspaceSize;
 //   5. serialize (getFieldsToSerialize), recreate at runtime phase, clone, attach to a
-//      context and call onShapeChange.
+//      context and call onShapeChange;
+//   6. getTimingCacheID: an ID that names the plugin and tells its fields apart.
 //
 // Usage: pdfconv_plugin_lifecycle /path/to/libsaphnet_plugins.so   (ctest passes it).
 // Exit status 0 when every check passes; each failed check prints one line.
@@ -1151,6 +1152,60 @@ void testSerializeRecreateClone(IPluginCreatorV3One& creator)
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// 6. Timing cache ID
+// ---------------------------------------------------------------------------------------
+
+//! The timing cache ID of a plugin made from a node's fields (build phase), as a string.
+std::string timingCacheIdOf(IPluginCreatorV3One& creator, Geometry const& g, bool withKernelShape = true)
+{
+    Fields fields(*creator.getFieldNames(), nodeOf(g, withKernelShape));
+    std::unique_ptr<IPluginV3> plugin(creator.createPlugin("pdf", fields.collection(), TensorRTPhase::kBUILD));
+    Capabilities const c = capabilitiesOf(plugin.get(), "timing cache plugin");
+    char const* const id = c.build != nullptr ? c.build->getTimingCacheID() : nullptr;
+    return id != nullptr ? id : "";
+}
+
+//! getTimingCacheID: nullptr would keep --timing-cache from storing our layers' timings. The ID
+//! must name the plugin and its version and tell apart every field that changes the kernels'
+//! work; the same fields give the same ID, in clones too.
+void testTimingCacheID(IPluginCreatorV3One& creator)
+{
+    Geometry const base{{5, 5}, {2, 2, 2, 2}, {1, 1}, {1, 1}};
+    std::string const id = timingCacheIdOf(creator, base);
+    std::printf("getTimingCacheID: %s\n", id.c_str());
+    if (!expect(!id.empty(), "getTimingCacheID returns an ID (not nullptr), so the timing cache keeps our timings"))
+    {
+        return;
+    }
+    expect(id.find("PDFConv") != std::string::npos && id.find("saphnet") != std::string::npos
+            && id.find("/1/") != std::string::npos,
+        "the timing cache ID names PDFConv, its namespace and version 1: " + id);
+    expect(timingCacheIdOf(creator, base) == id, "the same fields give the same timing cache ID");
+    Geometry const variants[] = {
+        {{3, 3}, {2, 2, 2, 2}, {1, 1}, {1, 1}},
+        {{5, 5}, {2, 1, 2, 2}, {1, 1}, {1, 1}},
+        {{5, 5}, {2, 2, 2, 2}, {2, 1}, {1, 1}},
+        {{5, 5}, {2, 2, 2, 2}, {1, 1}, {1, 2}},
+    };
+    std::set<std::string> ids{id};
+    for (Geometry const& g : variants)
+    {
+        ids.insert(timingCacheIdOf(creator, g));
+    }
+    expect(ids.size() == 5, "kernel, pads, strides and dilations each change the timing cache ID");
+
+    Fields fields(*creator.getFieldNames(), nodeOf(base));
+    std::unique_ptr<IPluginV3> plugin(creator.createPlugin("pdf", fields.collection(), TensorRTPhase::kBUILD));
+    std::unique_ptr<IPluginV3> clone(plugin != nullptr ? plugin->clone() : nullptr);
+    plugin.reset();
+    Capabilities const c = capabilitiesOf(clone.get(), "clone for the timing cache");
+    expect(c.build != nullptr && c.build->getTimingCacheID() != nullptr
+            && std::string(c.build->getTimingCacheID()) == id,
+        "a clone keeps the timing cache ID after the plugin it came from is gone");
+    expectNoError("getTimingCacheID");
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -1182,6 +1237,7 @@ int main(int argc, char** argv)
             static_cast<long long>(questions), accepted);
         testConfigureRefusals(*creator, library);
         testSerializeRecreateClone(*creator);
+        testTimingCacheID(*creator);
     }
     std::printf("%d checks, %d failed\n", gChecks, gFailures);
     if (gFailures == 0)
