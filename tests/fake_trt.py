@@ -11,12 +11,15 @@ It models what the real one is documented to do, where our code depends on it:
   ``ModulatedDeformConv2d`` plugin, found only once the built-in plugins are registered;
   a plugin layer is named after its node (onnx-tensorrt ``registerLayer``);
 * V3 plugins that name themselves through their core capability interface, which the
-  Python bindings expose for C++ plugins only from 10.4 on.
+  Python bindings expose for C++ plugins only from 10.4 on;
+* the loggers handed to it (``.logger_uses``: (who, weak reference)), since
+  ``init_libnvinfer_plugins`` keeps its logger's pointer for the rest of the process.
 """
 
 from __future__ import annotations
 
 import types
+import weakref
 
 import onnx
 
@@ -184,12 +187,25 @@ def fake_tensorrt(version: str = "10.3.0", registry: FakeRegistry | None = None)
         BuilderFlag=types.SimpleNamespace(
             **({"FP16": 1} if version_tuple(version) < (11,) else {})
         ),
-        Builder=lambda logger: types.SimpleNamespace(create_network=FakeNetwork),
+        logger_uses=[],
     )
+
+    def used(who: str, logger: object) -> None:
+        trt.logger_uses.append((who, weakref.ref(logger)))
+
+    def builder(logger: object) -> types.SimpleNamespace:
+        used("builder", logger)
+        return types.SimpleNamespace(create_network=FakeNetwork)
+
+    def parser(network: FakeNetwork, logger: object) -> FakeParser:
+        used("parser", logger)
+        return FakeParser(trt, network)
+
+    trt.Builder, trt.OnnxParser, trt.used = builder, parser, used
     trt.get_plugin_registry = lambda: trt.registry
-    trt.OnnxParser = lambda network, logger: FakeParser(trt, network)
 
     def init_libnvinfer_plugins(logger: object, namespace: str) -> bool:
+        used("init_libnvinfer_plugins", logger)
         trt.events.append("builtin plugins")
         trt.registry.builtin = True
         return True
