@@ -30,7 +30,7 @@ import onnx
 
 from .. import __version__
 from ..errors import SaphnetError
-from ..export.op_forms import strip_pdf_function
+from ..export.op_forms import name_pdf_nodes, strip_pdf_function
 from ..files import atomic_output, check_writable, sha256_file
 from ..plugins import NoTensorRTPluginError
 from .pdf_layers import PdfOps, check_plugin_layers, pdf_ops
@@ -99,6 +99,7 @@ def inspect_onnx(path: Path) -> OnnxSummary:
     fp16 = tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
         t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
     )
+    name_pdf_nodes(model)  # as parse_onnx hands them to the parser (layers take node names)
     return OnnxSummary(graph_inputs[0].name, dims, fp16, pdf_ops(model))
 
 
@@ -245,7 +246,7 @@ def parse_onnx(
     """(builder, network, parser) of ``onnx_path``, TensorRT's own plugins registered.
 
     ``without_pdf_function``: the parser gets the model without the PDFConv function
-    (the file stays as it is), from bytes, with the file's path so that external data
+    and with unique PDFConv node names (the file stays as it is), from bytes, with the file's path so that external data
     still resolves next to it; only the graph is serialized, never the weights.
     """
     init_builtin_plugins(trt)
@@ -256,6 +257,10 @@ def parse_onnx(
     parser = trt.OnnxParser(network, logger)
     if without_pdf_function:
         model = strip_pdf_function(onnx.load(str(onnx_path), load_external_data=False))
+        # Unique, non-empty PDFConv names (a file from elsewhere may lack them): TensorRT
+        # names each layer after its node, and 10.0-10.3 leave us only that name to
+        # recognise our plugin layers by (pdf_layers.count_plugin_layers).
+        name_pdf_nodes(model)
         ok = parser.parse(model.SerializeToString(), str(onnx_path.resolve()))
     else:
         ok = parser.parse_from_file(str(onnx_path))

@@ -9,7 +9,8 @@ It models what the real one is documented to do, where our code depends on it:
   function of the node's name first, then a registered plugin; from 10.7 a registered
   plugin first (CHANGELOG 10.7.0); ONNX ``DeformConv`` becomes TensorRT's
   ``ModulatedDeformConv2d`` plugin, found only once the built-in plugins are registered;
-  a plugin layer is named after its node (onnx-tensorrt ``registerLayer``);
+  a plugin layer is named after its node (onnx-tensorrt ``registerLayer``), with a
+  name made up when the node has none and a suffix when a layer has it already;
 * V3 plugins that name themselves through their core capability interface, which the
   Python bindings expose for C++ plugins only from 10.4 on;
 * the loggers handed to it (``.logger_uses``: (who, weak reference)), since
@@ -133,6 +134,17 @@ class FakeParser:
         self.network.layers.append(FakeLayer(PLUGIN_V2, name, BUILTIN_DEFORMCONV))
         return True
 
+    def _layer_name(self, node: onnx.NodeProto) -> str:
+        """The node's name, invented when empty and suffixed when a layer has it already,
+        as TensorRT names layers."""
+        name = node.name or f"node_of_{node.output[0]}"
+        taken = {layer.name for layer in self.network.layers}
+        candidate, k = name, 0
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        return candidate
+
     def _import(self, model: onnx.ModelProto) -> bool:
         functions = {f.name: f for f in model.functions}  # keyed by name only, as the parser
         registry = self.trt.get_plugin_registry()
@@ -161,7 +173,7 @@ class FakeParser:
                     else:
                         self.network.layers.append(FakeLayer(OTHER, f"node_of_{inner.output[0]}"))
             elif creator is not None:
-                layer = FakeLayer(PLUGIN_V3, node.name, identity)
+                layer = FakeLayer(PLUGIN_V3, self._layer_name(node), identity)
                 layer.readable = readable
                 self.network.layers.append(layer)
             else:

@@ -467,3 +467,29 @@ def test_one_process_wide_logger_for_every_tensorrt_object(
     assert who.count("init_libnvinfer_plugins") == 2 and {"builder", "parser"} <= set(who)
     alive = [ref() for _, ref in trt.logger_uses]
     assert all(logger is tensorrt_logger(trt) for logger in alive)  # one, still alive
+
+
+def test_pdfconv_nodes_without_unique_names_still_count_as_our_plugin(
+    trt_build, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """A file whose PDFConv nodes are unnamed or share a name (not one of ours): TensorRT
+    invents or suffixes the layer names, so on 10.0-10.3, where the layer name is all
+    that identifies our plugin, the build names the nodes uniquely before parsing."""
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    model = onnx.load(str(tiny_onnx))
+    pdf = [n for n in model.graph.node if n.op_type == "PDFConv"]
+    pdf[0].name = pdf[1].name = ""
+    pdf[2].name = pdf[3].name = "twice"
+    path = tmp_path / "foreign.onnx"
+    onnx.save(model, str(path))
+    options = BuildOptions(shapes=SMALL, plugins=library)
+    sidecar = read_sidecar(build_engine(path, tmp_path / "m.engine", options))
+    assert (sidecar.pdf_implementation, sidecar.pdf_plugin_layers) == ("plugin", len(pdf))
+    received = [n.name for n in trt.parsers[-1].received.graph.node if n.op_type == "PDFConv"]
+    assert all(received) and len(set(received)) == len(pdf)
+    assert [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "PDFConv"][:4] == [
+        "", "", "twice", "twice"
+    ]  # fmt: skip
