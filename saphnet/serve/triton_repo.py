@@ -267,8 +267,9 @@ def readme(kind: str, model: Path, options: RepoOptions, config: str) -> str:
             f"Triton only `dlopen`s the libraries in `plugins=` (as `LD_PRELOAD` and "
             f"`trtexec --staticPlugins` do), so it gets `{AUTOREGISTER_LIBRARY_NAME}`, which "
             f"registers `PDFConv` when loaded; `{LIBRARY_NAME}` registers only through "
-            "`getCreators` (`trtexec --dynamicPlugins`, `saphnet build`). Never load both "
-            "into one process. To check the engine and the library on that host:",
+            "`getCreators` (`trtexec --dynamicPlugins`, `saphnet build`). Keep the two in one "
+            "folder (the first opens the second from there) and hand a process one of them, "
+            "not both. To check the engine and the libraries on that host:",
             "",
             "```bash",
             f"trtexec --loadEngine=saphnet/1/model.plan --shapes={shapes} "
