@@ -246,8 +246,9 @@ def parse_onnx(
     """(builder, network, parser) of ``onnx_path``, TensorRT's own plugins registered.
 
     ``without_pdf_function``: the parser gets the model without the PDFConv function
-    and with unique PDFConv node names (the file stays as it is), from bytes, with the file's path so that external data
-    still resolves next to it; only the graph is serialized, never the weights.
+    and with unique PDFConv node names (the file stays as it is), from bytes, with the
+    file's path so that external data still resolves next to it; only the graph is
+    serialized, never the weights.
     """
     init_builtin_plugins(trt)
     logger = tensorrt_logger(trt)

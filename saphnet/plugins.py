@@ -525,6 +525,11 @@ def register_tensorrt_plugin(
     if trt is None:
         import tensorrt as trt
     library = Path(path) if path is not None else library_path()
+    if library.name == AUTOREGISTER_LIBRARY_NAME:  # merely loading it registers the creator
+        raise SaphnetError(
+            f"{library} is for hosts that only dlopen plugins (Triton, trtexec "
+            f"--staticPlugins); give saphnet {LIBRARY_NAME} from the same folder"
+        )
     without_tensorrt = NoTensorRTPluginError(
         f"{library} holds no TensorRT plugin (built without TensorRT); rebuild it with "
         "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"

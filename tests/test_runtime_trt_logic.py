@@ -450,6 +450,10 @@ def test_a_library_without_tensorrt_never_reaches_tensorrt(tmp_path: Path, monke
     with pytest.raises(plugins.NoTensorRTPluginError, match="built without TensorRT") as exc:
         plugins.register_tensorrt_plugin(library, trt)
     assert registry.loaded == [] and "\n" not in str(exc.value)
+    companion = tmp_path / plugins.AUTOREGISTER_LIBRARY_NAME
+    with pytest.raises(SaphnetError, match=r"give saphnet libsaphnet_plugins\.so from the same"):
+        plugins.register_tensorrt_plugin(companion, trt)  # never dlopened here
+    assert registry.loaded == []
 
 
 def test_the_autoregister_library_is_looked_up_beside_the_main_one(
