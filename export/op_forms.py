@@ -8,6 +8,8 @@ three forms come from one export and one definition of the maths.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from onnx import ModelProto, inliner
 
 from ..errors import SaphnetError
@@ -81,11 +83,24 @@ def strip_pdf_function(model: ModelProto) -> ModelProto:
 
 
 def apply_op_form(model: ModelProto, form: str, opset: int) -> ModelProto:
-    """Attach the PDFConv function (``custom``) or inline its body (the other forms)."""
-    strip_pdf_function(model).functions.append(pdf_function(function_body(form, opset), opset))
+    """Attach the PDFConv function (``custom``) or inline its body (the other forms).
+
+    Every PDF node comes out with a unique, non-empty name: TensorRT names a layer after
+    its node and invents or suffixes names that are empty or repeated, and the engine
+    builder finds our plugin layers by these names on TensorRT 10.0-10.3.
+    """
+    name_pdf_nodes(model)
+    function = pdf_function(function_body(form, opset), opset)
+    strip_pdf_function(model).functions.append(function)
     if form == "custom":
         return model
+    callers = [
+        (i, n.name)
+        for i, n in enumerate(model.graph.node)
+        if (n.domain, n.op_type) == (DOMAIN, OP_TYPE)
+    ]
     model = inliner.inline_selected_functions(model, [(DOMAIN, OP_TYPE)], exclude=False)
+    _name_inlined_bodies(model, callers, [n.op_type for n in function.node])
     kept_functions = [f for f in model.functions if f.domain != DOMAIN]
     del model.functions[:]
     model.functions.extend(kept_functions)
@@ -93,3 +108,50 @@ def apply_op_form(model: ModelProto, form: str, opset: int) -> ModelProto:
     del model.opset_import[:]
     model.opset_import.extend(kept)
     return model
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3`` ... when taken; marks the result taken."""
+    candidate, k = name, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    taken.add(candidate)
+    return candidate
+
+
+def name_pdf_nodes(model: ModelProto) -> None:
+    """Give every ``saphnet::PDFConv`` node a unique, non-empty name (its own if it has
+    one that no other node has), in place."""
+    nodes = model.graph.node
+    is_pdf = [(n.domain, n.op_type) == (DOMAIN, OP_TYPE) for n in nodes]
+    taken = {n.name for n, pdf in zip(nodes, is_pdf, strict=True) if not pdf}
+    for node, pdf in zip(nodes, is_pdf, strict=True):
+        if pdf:
+            node.name = _unique(node.name or OP_TYPE, taken)
+
+
+def _name_inlined_bodies(
+    model: ModelProto, callers: list[tuple[int, str]], body: list[str]
+) -> None:
+    """Name the nodes inlined for each PDFConv node after it (``<node>/DeformConv``,
+    ``<node>/GridSample_3``): the inliner leaves the body's nodes unnamed and puts each
+    call's copy of the body, in order, where the call was."""
+    nodes = model.graph.node
+    starts = {i + j * (len(body) - 1) for j, (i, _) in enumerate(callers)}
+    inlined = {s + k for s in starts for k in range(len(body))}
+    taken = {n.name for i, n in enumerate(nodes) if i not in inlined}
+    repeated = {op for op, count in Counter(body).items() if count > 1}
+    for j, (i, caller) in enumerate(callers):
+        start = i + j * (len(body) - 1)
+        copy = nodes[start : start + len(body)]
+        if [n.op_type for n in copy] != body:
+            raise RuntimeError(
+                f"the ONNX inliner did not put {caller}'s function body in its place; "
+                "the PDFConv naming in export/op_forms.py needs updating for this onnx version"
+            )
+        seen = Counter[str]()
+        for node in copy:
+            seen[node.op_type] += 1
+            suffix = f"_{seen[node.op_type]}" if node.op_type in repeated else ""
+            node.name = _unique(f"{caller}/{node.op_type}{suffix}", taken)

@@ -21,6 +21,7 @@ import pycuda.driver as cuda
 log = logging.getLogger(__name__)
 
 _CAPTURE_MODE_THREAD_LOCAL = 1  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+_STREAM_NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,16 @@ class GpuContext:
 
 
 class Stream:
-    """A non-default CUDA stream (CUDA graphs cannot capture the legacy stream)."""
+    """A non-blocking CUDA stream for TensorRT's work and its graph capture.
+
+    CUDA graphs cannot capture the legacy default stream, and while a stream that
+    synchronizes with it (a blocking one) captures, any use of the legacy stream in the
+    context, another thread's included, is illegal and invalidates the capture. A
+    non-blocking stream (``CU_STREAM_NON_BLOCKING``) does not synchronize with it.
+    """
 
     def __init__(self) -> None:
-        self._stream = cuda.Stream()
+        self._stream = cuda.Stream(flags=_STREAM_NON_BLOCKING)
 
     @property
     def handle(self) -> int:

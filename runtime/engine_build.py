@@ -30,8 +30,9 @@ import onnx
 
 from .. import __version__
 from ..errors import SaphnetError
-from ..export.op_forms import strip_pdf_function
+from ..export.op_forms import name_pdf_nodes, strip_pdf_function
 from ..files import atomic_output, check_writable, sha256_file
+from ..plugins import NoTensorRTPluginError
 from .pdf_layers import PdfOps, check_plugin_layers, pdf_ops
 from .profiles import DEFAULT_SHAPES, Profile, check_profile, format_shape, parse_profile
 from .sidecar import PDF_IMPLEMENTATIONS, Sidecar, sidecar_path, write_sidecar
@@ -42,6 +43,7 @@ from .trt_env import (
     init_builtin_plugins,
     load_plugin,
     resolve_plugin,
+    tensorrt_logger,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ def inspect_onnx(path: Path) -> OnnxSummary:
     fp16 = tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
         t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
     )
+    name_pdf_nodes(model)  # as parse_onnx hands them to the parser (layers take node names)
     return OnnxSummary(graph_inputs[0].name, dims, fp16, pdf_ops(model))
 
 
@@ -159,18 +162,29 @@ def build_engine(
         if summary.custom_op or options.plugins
         else None
     )
-    plugin_sha = load_plugin(trt, plugin) if plugin is not None else None
+    plugin_sha, lacking = None, ""
+    if plugin is not None:
+        try:
+            plugin_sha = load_plugin(trt, plugin)
+        except NoTensorRTPluginError:
+            if options.plugins is not None:
+                raise  # asked for by name: refuse rather than build without it
+            # Found, not given (plain `make plugins`): the plugin is optional here.
+            plugin, lacking = None, f" with TensorRT ({plugin} was built without it)"
     use_plugin = plugin is not None and summary.custom_op
     implementation, ops = summary.pdf.implementation(plugin=use_plugin)
     if summary.custom_op and not use_plugin:
         if summary.pdf.function_body is None:
             raise SaphnetError(
                 f"{onnx_path.name} has saphnet::PDFConv nodes without their ONNX function and no "
-                "plugin library was found; build it with `make plugins` or pass --plugins LIB"
+                f"plugin library{lacking} was found; build it with `make plugins "
+                "CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` or pass --plugins LIB"
             )
         log.warning(
-            "no saphnet plugin library: TensorRT builds the %d saphnet::PDFConv nodes from "
-            "their ONNX function (%s), not our kernels; run `make plugins` or pass --plugins LIB",
+            "no saphnet plugin library%s: TensorRT builds the %d saphnet::PDFConv nodes from "
+            "their ONNX function (%s), not our kernels; run `make plugins "
+            "CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` or pass --plugins LIB",
+            lacking,
             ops,
             PDF_IMPLEMENTATIONS[implementation].split(": ")[-1],
         )
@@ -178,8 +192,7 @@ def build_engine(
 
     # TensorRT 11 accepts (and ignores) the flag: every network is strongly typed there.
     typed_flag = strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    logger = trt.Logger(trt.Logger.WARNING)
-    parsed = parse_onnx(trt, logger, onnx_path, typed_flag, without_pdf_function=use_plugin)
+    parsed = parse_onnx(trt, onnx_path, typed_flag, without_pdf_function=use_plugin)
     plugin_layers = (
         check_plugin_layers(trt, parsed[1], summary.pdf, onnx_path.name, plugin=use_plugin)
         if summary.custom_op
@@ -226,7 +239,6 @@ def build_engine(
 
 def parse_onnx(
     trt: ModuleType,
-    logger: object,
     onnx_path: Path,
     strongly_typed: bool,
     without_pdf_function: bool,
@@ -234,16 +246,22 @@ def parse_onnx(
     """(builder, network, parser) of ``onnx_path``, TensorRT's own plugins registered.
 
     ``without_pdf_function``: the parser gets the model without the PDFConv function
-    (the file stays as it is), from bytes, with the file's path so that external data
-    still resolves next to it; only the graph is serialized, never the weights.
+    and with unique PDFConv node names (the file stays as it is), from bytes, with the
+    file's path so that external data still resolves next to it; only the graph is
+    serialized, never the weights.
     """
-    init_builtin_plugins(trt, logger)
+    init_builtin_plugins(trt)
+    logger = tensorrt_logger(trt)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if without_pdf_function:
         model = strip_pdf_function(onnx.load(str(onnx_path), load_external_data=False))
+        # Unique, non-empty PDFConv names (a file from elsewhere may lack them): TensorRT
+        # names each layer after its node, and 10.0-10.3 leave us only that name to
+        # recognise our plugin layers by (pdf_layers.count_plugin_layers).
+        name_pdf_nodes(model)
         ok = parser.parse(model.SerializeToString(), str(onnx_path.resolve()))
     else:
         ok = parser.parse_from_file(str(onnx_path))

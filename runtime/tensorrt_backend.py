@@ -29,6 +29,7 @@ from .trt_env import (
     init_builtin_plugins,
     load_plugin,
     resolve_plugin,
+    tensorrt_logger,
 )
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,8 @@ class TensorRTBackend:
 
         self._gpu = cm.GpuContext(device)
         self._stream = cm.Stream()
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        init_builtin_plugins(trt, self._logger)  # engines may hold TensorRT's DeformConv plugin
-        self._runtime = trt.Runtime(self._logger)
+        init_builtin_plugins(trt)  # engines may hold TensorRT's DeformConv plugin
+        self._runtime = trt.Runtime(tensorrt_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             self._gpu.close()

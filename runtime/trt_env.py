@@ -8,6 +8,7 @@ one place.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -46,6 +47,24 @@ def import_cuda_memory() -> ModuleType:
             f"no usable CUDA GPU ({exc}); the TensorRT backend needs one"
         ) from None
     return cuda_memory
+
+
+def tensorrt_logger(trt: ModuleType) -> object:
+    """The process's one TensorRT logger (WARNING), for every builder, parser and runtime
+    and for :func:`init_builtin_plugins`.
+
+    ``init_libnvinfer_plugins`` keeps the logger's pointer inside libnvinfer_plugin
+    (TensorRT ``plugin/api/inferPlugin.cpp``) for the rest of the process, so a logger
+    that dies with the call that made it would leave TensorRT's plugins logging through
+    a dangling pointer; this one lives as long as the process (one per ``trt.Logger``
+    class, so wrappers of the ``tensorrt`` module share it).
+    """
+    return _logger_of(trt.Logger)
+
+
+@functools.cache
+def _logger_of(logger_class: type) -> object:
+    return logger_class(logger_class.WARNING)
 
 
 def trt_major(trt: ModuleType) -> int:
@@ -94,15 +113,16 @@ def load_plugin(trt: ModuleType, path: Path) -> str:
     return sha256_file(path)
 
 
-def init_builtin_plugins(trt: ModuleType, logger: object) -> None:
+def init_builtin_plugins(trt: ModuleType) -> None:
     """Register TensorRT's own plugins (libnvinfer_plugin) with its plugin registry.
 
     ``import tensorrt`` registers none of them, so a fresh process cannot parse ONNX
     ``DeformConv`` nor deserialize an engine that holds TensorRT's DeformConv plugin
     (the ``deformconv`` op form, or the PDFConv function body) until this has run.
-    Idempotent; called before every parse and every deserialization.
+    Idempotent; called before every parse and every deserialization, always with
+    :func:`tensorrt_logger` (TensorRT keeps the pointer).
     """
-    if not trt.init_libnvinfer_plugins(logger, ""):
+    if not trt.init_libnvinfer_plugins(tensorrt_logger(trt), ""):
         log.warning(
             "TensorRT's built-in plugins did not register: engines using its DeformConv will not load"
         )

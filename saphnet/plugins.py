@@ -8,7 +8,10 @@ backend of :func:`saphnet.ops.pdf_conv` import torch when they are called.
 The library is searched, in order, at ``$SAPHNET_PLUGIN_LIB``, at
 ``<repo>/plugins/build/libsaphnet_plugins.so`` (``make plugins``) and in ``saphnet/lib/``
 (an installed package). Only these places are searched: a library path is never taken
-from a model, engine or sidecar file.
+from a model, engine or sidecar file. Its small companion
+``libsaphnet_plugins_autoregister.so``, which registers the creator when merely
+``dlopen``ed (Triton's ``plugins=``, ``trtexec --staticPlugins``, ``LD_PRELOAD``), is
+searched in the same places, beside the main library (:func:`autoregister_library_path`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "SAPHNET_PLUGIN_LIB"
 LIBRARY_NAME = "libsaphnet_plugins.so"
+AUTOREGISTER_LIBRARY_NAME = "libsaphnet_plugins_autoregister.so"
+"""Registers ``PDFConv`` from a static initializer when ``dlopen``ed; exports no
+``getCreators``, so it is for hosts that only ``dlopen`` (Triton, ``trtexec
+--staticPlugins``), never for :func:`register_tensorrt_plugin`."""
 # PDFCONV_VERSION of the pdfconv_api.h this module's ctypes declarations follow.
 API_VERSION = 10000
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -61,6 +68,10 @@ class PluginError(SaphnetError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NoTensorRTPluginError(SaphnetError):
+    """The plugin library was built without TensorRT (plain ``make plugins``)."""
 
 
 class PdfConvParams(ctypes.Structure):
@@ -92,31 +103,40 @@ class PdfConvParams(ctypes.Structure):
     ]
 
 
-def candidate_paths() -> list[Path]:
-    """Where :func:`library_path` looks, in order."""
+def candidate_paths(name: str = LIBRARY_NAME) -> list[Path]:
+    """Where :func:`library_path` looks for ``name``, in order (``$SAPHNET_PLUGIN_LIB``
+    names the main library; its companions are looked for beside it)."""
     paths = []
     if os.environ.get(ENV_VAR):
-        paths.append(Path(os.environ[ENV_VAR]).expanduser())
-    paths.append(_PACKAGE_DIR.parent / "plugins" / "build" / LIBRARY_NAME)
-    paths.append(_PACKAGE_DIR / "lib" / LIBRARY_NAME)
+        given = Path(os.environ[ENV_VAR]).expanduser()
+        paths.append(given if name == LIBRARY_NAME else given.with_name(name))
+    paths.append(_PACKAGE_DIR.parent / "plugins" / "build" / name)
+    paths.append(_PACKAGE_DIR / "lib" / name)
     return paths
 
 
-def library_path() -> Path:
-    """The plugin library that :func:`load_library` loads; SaphnetError when none is built."""
-    candidates = candidate_paths()
+def library_path(name: str = LIBRARY_NAME) -> Path:
+    """The plugin library ``name`` (by default the one :func:`load_library` loads);
+    SaphnetError when none is built."""
+    candidates = candidate_paths(name)
     if os.environ.get(ENV_VAR) and not candidates[0].is_file():
         raise SaphnetError(
-            f"{ENV_VAR}={candidates[0]} is not a file; point it at {LIBRARY_NAME} or unset it"
+            f"{ENV_VAR}={os.environ[ENV_VAR]}: {candidates[0]} is not a file; point it at "
+            f"{LIBRARY_NAME} (with {AUTOREGISTER_LIBRARY_NAME} beside it) or unset it"
         )
     for path in candidates:
         if path.is_file():
             return path
     searched = ", ".join(str(p) for p in candidates)
     raise SaphnetError(
-        f"{LIBRARY_NAME} not found (searched {searched}); build it with `make plugins` "
-        f"or set {ENV_VAR}"
+        f"{name} not found (searched {searched}); build it with `make plugins` or set {ENV_VAR}"
     )
+
+
+def autoregister_library_path() -> Path:
+    """``libsaphnet_plugins_autoregister.so``, the library to hand hosts that only
+    ``dlopen`` plugin libraries (Triton, ``trtexec --staticPlugins``, ``LD_PRELOAD``)."""
+    return library_path(AUTOREGISTER_LIBRARY_NAME)
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -474,6 +494,22 @@ def register_torch_backend() -> bool:
     return True
 
 
+def built_with_tensorrt(path: str | os.PathLike[str]) -> bool | None:
+    """Whether the library at ``path`` holds the TensorRT plugin (``pdfconv_has_tensorrt``);
+    None when it cannot be asked (not our library, or it does not load here).
+
+    Asked before TensorRT sees the library: ``IPluginRegistry.load_library`` on a library
+    built without TensorRT (no ``getCreators``) fails with an error in TensorRT's log
+    that does not say why.
+    """
+    try:
+        has = ctypes.CDLL(str(path)).pdfconv_has_tensorrt
+    except (OSError, AttributeError):
+        return None
+    has.restype, has.argtypes = ctypes.c_int32, []
+    return bool(has())
+
+
 def register_tensorrt_plugin(
     path: str | os.PathLike[str] | None = None, trt: ModuleType | None = None
 ) -> Path:
@@ -482,21 +518,32 @@ def register_tensorrt_plugin(
     Uses ``IPluginRegistry.load_library`` (the library's ``getCreators`` entry point, as
     ``trtexec --dynamicPlugins``); call it before parsing ONNX or deserializing an engine.
     Idempotent. ``path`` defaults to the installed library, ``trt`` to the imported
-    ``tensorrt`` module. Returns the library path.
+    ``tensorrt`` module. Returns the library path; :class:`NoTensorRTPluginError` when
+    the library was built without TensorRT (callers for whom the plugin is optional
+    fall back on it).
     """
     if trt is None:
         import tensorrt as trt
     library = Path(path) if path is not None else library_path()
+    if library.name == AUTOREGISTER_LIBRARY_NAME:  # merely loading it registers the creator
+        raise SaphnetError(
+            f"{library} is for hosts that only dlopen plugins (Triton, trtexec "
+            f"--staticPlugins); give saphnet {LIBRARY_NAME} from the same folder"
+        )
+    without_tensorrt = NoTensorRTPluginError(
+        f"{library} holds no TensorRT plugin (built without TensorRT); rebuild it with "
+        "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
+    )
     registry = trt.get_plugin_registry()
     registered = registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-    if not registered and registry.load_library(str(library)) is None:
-        raise SaphnetError(
-            f"TensorRT could not load {library} as a plugin library; rebuild it with "
-            "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` for this TensorRT version"
-        )
+    if not registered:
+        if built_with_tensorrt(library) is False:
+            raise without_tensorrt
+        if registry.load_library(str(library)) is None:
+            raise SaphnetError(
+                f"TensorRT could not load {library} as a plugin library; rebuild it with "
+                "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>` for this TensorRT version"
+            )
     if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
-        raise SaphnetError(
-            f"{library} holds no TensorRT plugin (built without TensorRT); rebuild it with "
-            "`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=<TensorRT>`"
-        )
+        raise without_tensorrt
     return library

@@ -9,14 +9,18 @@ It models what the real one is documented to do, where our code depends on it:
   function of the node's name first, then a registered plugin; from 10.7 a registered
   plugin first (CHANGELOG 10.7.0); ONNX ``DeformConv`` becomes TensorRT's
   ``ModulatedDeformConv2d`` plugin, found only once the built-in plugins are registered;
-  a plugin layer is named after its node (onnx-tensorrt ``registerLayer``);
+  a plugin layer is named after its node (onnx-tensorrt ``registerLayer``), with a
+  name made up when the node has none and a suffix when a layer has it already;
 * V3 plugins that name themselves through their core capability interface, which the
-  Python bindings expose for C++ plugins only from 10.4 on.
+  Python bindings expose for C++ plugins only from 10.4 on;
+* the loggers handed to it (``.logger_uses``: (who, weak reference)), since
+  ``init_libnvinfer_plugins`` keeps its logger's pointer for the rest of the process.
 """
 
 from __future__ import annotations
 
 import types
+import weakref
 
 import onnx
 
@@ -130,6 +134,17 @@ class FakeParser:
         self.network.layers.append(FakeLayer(PLUGIN_V2, name, BUILTIN_DEFORMCONV))
         return True
 
+    def _layer_name(self, node: onnx.NodeProto) -> str:
+        """The node's name, invented when empty and suffixed when a layer has it already,
+        as TensorRT names layers."""
+        name = node.name or f"node_of_{node.output[0]}"
+        taken = {layer.name for layer in self.network.layers}
+        candidate, k = name, 0
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        return candidate
+
     def _import(self, model: onnx.ModelProto) -> bool:
         functions = {f.name: f for f in model.functions}  # keyed by name only, as the parser
         registry = self.trt.get_plugin_registry()
@@ -158,7 +173,7 @@ class FakeParser:
                     else:
                         self.network.layers.append(FakeLayer(OTHER, f"node_of_{inner.output[0]}"))
             elif creator is not None:
-                layer = FakeLayer(PLUGIN_V3, node.name, identity)
+                layer = FakeLayer(PLUGIN_V3, self._layer_name(node), identity)
                 layer.readable = readable
                 self.network.layers.append(layer)
             else:
@@ -184,12 +199,25 @@ def fake_tensorrt(version: str = "10.3.0", registry: FakeRegistry | None = None)
         BuilderFlag=types.SimpleNamespace(
             **({"FP16": 1} if version_tuple(version) < (11,) else {})
         ),
-        Builder=lambda logger: types.SimpleNamespace(create_network=FakeNetwork),
+        logger_uses=[],
     )
+
+    def used(who: str, logger: object) -> None:
+        trt.logger_uses.append((who, weakref.ref(logger)))
+
+    def builder(logger: object) -> types.SimpleNamespace:
+        used("builder", logger)
+        return types.SimpleNamespace(create_network=FakeNetwork)
+
+    def parser(network: FakeNetwork, logger: object) -> FakeParser:
+        used("parser", logger)
+        return FakeParser(trt, network)
+
+    trt.Builder, trt.OnnxParser, trt.used = builder, parser, used
     trt.get_plugin_registry = lambda: trt.registry
-    trt.OnnxParser = lambda network, logger: FakeParser(trt, network)
 
     def init_libnvinfer_plugins(logger: object, namespace: str) -> bool:
+        used("init_libnvinfer_plugins", logger)
         trt.events.append("builtin plugins")
         trt.registry.builtin = True
         return True

@@ -393,3 +393,103 @@ def test_without_the_plugin_the_function_builds_and_says_so_once(
     sidecar = read_sidecar(engine)
     assert sidecar.pdf_implementation == "function-deformconv"
     assert sidecar.plugin_sha256 is None and sidecar.pdf_plugin_layers == 0
+
+
+def _found_library_without_tensorrt(monkeypatch: pytest.MonkeyPatch, library: Path) -> None:
+    """``library`` is the one the lookup finds, built without TensorRT (plain ``make
+    plugins``): it answers ``pdfconv_has_tensorrt() == 0`` and exports no getCreators."""
+    from saphnet import plugins
+
+    monkeypatch.setattr(plugins, "library_path", lambda name=plugins.LIBRARY_NAME: library)
+    monkeypatch.setattr(plugins, "built_with_tensorrt", lambda path: False)
+
+
+def test_a_found_library_without_tensorrt_builds_the_function_with_one_warning(
+    trt_build, tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.pdf_layers import OUR_PLUGIN
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    if trt.get_plugin_registry().get_creator(*OUR_PLUGIN) is not None:
+        pytest.skip("our plugin is registered in this process already; needs a fresh one")
+    _found_library_without_tensorrt(monkeypatch, library)
+    with caplog.at_level("WARNING"):
+        engine = build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions(shapes=SMALL))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith("no saphnet plugin library with TensorRT")
+    assert f"{library} was built without it" in warnings[0]
+    assert getattr(trt.get_plugin_registry(), "loaded", []) == []  # never handed to TensorRT
+    sidecar = read_sidecar(engine)
+    assert sidecar.pdf_implementation == "function-deformconv"
+    assert sidecar.plugin_sha256 is None and sidecar.plugin_file is None
+
+
+def test_a_given_library_without_tensorrt_is_refused_in_one_line(
+    trt_build, tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    _, library = trt_build
+    _found_library_without_tensorrt(monkeypatch, library)
+    engine = tmp_path / "m.engine"
+    args = ["build", str(tiny_onnx), "-o", str(engine), "--shapes", SMALL]
+    assert main([*args, "--plugins", str(library)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{library} holds no TensorRT plugin (built without TensorRT)" in err
+    assert "-DTENSORRT_ROOT" in err
+    assert not engine.exists()
+
+
+def test_one_process_wide_logger_for_every_tensorrt_object(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``init_libnvinfer_plugins`` keeps its logger's pointer inside TensorRT: the
+    builder, the parser and it get one logger, which outlives ``build_engine``."""
+    import gc
+
+    from saphnet.runtime import engine_build
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.trt_env import tensorrt_logger
+
+    trt = fake_tensorrt("10.3.0")
+    gpu = types.SimpleNamespace(name="Fake GPU", compute_capability="8.7")
+    cm = types.SimpleNamespace(gpu_info=lambda device=0: gpu)
+    monkeypatch.setattr("saphnet.runtime.trt_env.import_cuda_memory", lambda: cm)
+    monkeypatch.setattr(engine_build, "serialize_network", lambda *a: memoryview(b"engine"))
+    monkeypatch.setattr(engine_build, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(engine_build, "resolve_plugin", lambda path, required: None)
+    for name in ("a", "b"):
+        build_engine(tiny_onnx, tmp_path / f"{name}.engine", BuildOptions(shapes=SMALL))
+    gc.collect()
+    who = [w for w, _ in trt.logger_uses]
+    assert who.count("init_libnvinfer_plugins") == 2 and {"builder", "parser"} <= set(who)
+    alive = [ref() for _, ref in trt.logger_uses]
+    assert all(logger is tensorrt_logger(trt) for logger in alive)  # one, still alive
+
+
+def test_pdfconv_nodes_without_unique_names_still_count_as_our_plugin(
+    trt_build, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """A file whose PDFConv nodes are unnamed or share a name (not one of ours): TensorRT
+    invents or suffixes the layer names, so on 10.0-10.3, where the layer name is all
+    that identifies our plugin, the build names the nodes uniquely before parsing."""
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    model = onnx.load(str(tiny_onnx))
+    pdf = [n for n in model.graph.node if n.op_type == "PDFConv"]
+    pdf[0].name = pdf[1].name = ""
+    pdf[2].name = pdf[3].name = "twice"
+    path = tmp_path / "foreign.onnx"
+    onnx.save(model, str(path))
+    options = BuildOptions(shapes=SMALL, plugins=library)
+    sidecar = read_sidecar(build_engine(path, tmp_path / "m.engine", options))
+    assert (sidecar.pdf_implementation, sidecar.pdf_plugin_layers) == ("plugin", len(pdf))
+    received = [n.name for n in trt.parsers[-1].received.graph.node if n.op_type == "PDFConv"]
+    assert all(received) and len(set(received)) == len(pdf)
+    assert [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "PDFConv"][:4] == [
+        "", "", "twice", "twice"
+    ]  # fmt: skip

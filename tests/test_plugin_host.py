@@ -120,6 +120,8 @@ def test_version_and_build():
     assert plugins.load_library() is plugins.load_library()
     assert isinstance(plugins.has_cuda(), bool)
     assert isinstance(plugins.has_tensorrt(), bool)
+    # What register_tensorrt_plugin asks before TensorRT sees the library.
+    assert plugins.built_with_tensorrt(LIBRARY) is plugins.has_tensorrt()
 
 
 def _raw_params(**overrides) -> plugins.PdfConvParams:

@@ -394,3 +394,86 @@ def test_tensorrt_backend_and_engine_builder_import_no_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_backend_runs_on_the_process_wide_logger(fakes, tmp_path: Path) -> None:
+    """The runtime and ``init_libnvinfer_plugins`` (which keeps the pointer) get the one
+    logger that the engine builder uses too."""
+    from saphnet.runtime.trt_env import tensorrt_logger
+
+    runtimes = []
+
+    def runtime(logger: object) -> types.SimpleNamespace:
+        fakes.used("runtime", logger)
+        runtimes.append(logger)
+        return types.SimpleNamespace(deserialize_cuda_engine=lambda data: FakeEngine())
+
+    fakes.Runtime = runtime
+    engine = _engine(tmp_path)
+    for _ in range(2):
+        tensorrt_backend.TensorRTBackend(engine).close()
+    assert [who for who, _ in fakes.logger_uses].count("runtime") == 2
+    assert all(ref() is tensorrt_logger(fakes) for _, ref in fakes.logger_uses)
+
+
+def test_the_capture_stream_is_non_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a blocking stream captures, another thread's use of the legacy stream
+    invalidates the capture; a CU_STREAM_NON_BLOCKING stream does not synchronize with it."""
+    cm = _cuda_memory_on(FakeDevice(), monkeypatch)
+    made = []
+
+    class DriverStream:  # pycuda.driver.Stream(flags=0) calls cuStreamCreate(&s, flags)
+        def __init__(self, flags: int = 0) -> None:
+            made.append(flags)
+            self.handle = 7
+
+    monkeypatch.setattr(cm.cuda, "Stream", DriverStream, raising=False)
+    assert cm.Stream().handle == 7
+    assert made == [1]  # CU_STREAM_NON_BLOCKING
+
+
+def test_a_library_without_tensorrt_never_reaches_tensorrt(tmp_path: Path, monkeypatch) -> None:
+    """TensorRT's load_library fails on a library without getCreators with an error of its
+    own; the library's pdfconv_has_tensorrt() says why first."""
+    from saphnet import plugins
+
+    registry = FakeRegistry(loads=False, has_creator=False)
+    trt = types.SimpleNamespace(get_plugin_registry=lambda: registry)
+    library = tmp_path / "libsaphnet_plugins.so"
+    library.write_bytes(b"not a shared library")
+    assert plugins.built_with_tensorrt(library) is None  # cannot be asked: TensorRT tries
+    with pytest.raises(SaphnetError, match="could not load"):
+        plugins.register_tensorrt_plugin(library, trt)
+    assert registry.loaded == [str(library)]
+    registry.loaded.clear()
+    monkeypatch.setattr(plugins, "built_with_tensorrt", lambda path: False)
+    with pytest.raises(plugins.NoTensorRTPluginError, match="built without TensorRT") as exc:
+        plugins.register_tensorrt_plugin(library, trt)
+    assert registry.loaded == [] and "\n" not in str(exc.value)
+    companion = tmp_path / plugins.AUTOREGISTER_LIBRARY_NAME
+    with pytest.raises(SaphnetError, match=r"give saphnet libsaphnet_plugins\.so from the same"):
+        plugins.register_tensorrt_plugin(companion, trt)  # never dlopened here
+    assert registry.loaded == []
+
+
+def test_the_autoregister_library_is_looked_up_beside_the_main_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saphnet import plugins
+
+    main, companion = tmp_path / "custom-name.so", tmp_path / plugins.AUTOREGISTER_LIBRARY_NAME
+    main.write_bytes(b"main")
+    monkeypatch.setenv(plugins.ENV_VAR, str(main))
+    assert plugins.library_path() == main
+    with pytest.raises(SaphnetError, match=r"libsaphnet_plugins_autoregister\.so") as exc:
+        plugins.autoregister_library_path()
+    assert "\n" not in str(exc.value) and plugins.ENV_VAR in str(exc.value)
+    companion.write_bytes(b"companion")
+    assert plugins.autoregister_library_path() == companion
+    monkeypatch.delenv(plugins.ENV_VAR)
+    assert [p.name for p in plugins.candidate_paths(plugins.AUTOREGISTER_LIBRARY_NAME)] == [
+        plugins.AUTOREGISTER_LIBRARY_NAME
+    ] * 2
+    assert plugins.candidate_paths(plugins.AUTOREGISTER_LIBRARY_NAME)[0].parent == (
+        plugins.candidate_paths()[0].parent
+    )

@@ -607,3 +607,25 @@ def test_build_errors_are_one_line_with_the_reason():
     )
     assert environment.first_error("a\nlast line\n") == "last line"
     assert environment.first_error("") == "no output"
+
+
+def test_environment_names_the_autoregister_library_beside_a_tensorrt_build(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Triton and trtexec --staticPlugins need the self-registering companion library:
+    the report says where it is, or that it is missing, when the library has TensorRT."""
+    from saphnet.selftest.environment import plugin_library
+
+    main_lib = tmp_path / plugins.LIBRARY_NAME
+    main_lib.write_bytes(b"main")
+    monkeypatch.setenv(plugins.ENV_VAR, str(main_lib))
+    monkeypatch.setattr(plugins, "version", lambda: 10000)
+    monkeypatch.setattr(plugins, "has_cuda", lambda: True)
+    monkeypatch.setattr(plugins, "has_tensorrt", lambda: True)
+    missing = plugin_library(None, tmp_path)["plugin autoregister library"]
+    assert missing.startswith("none (") and plugins.AUTOREGISTER_LIBRARY_NAME in missing
+    companion = tmp_path / plugins.AUTOREGISTER_LIBRARY_NAME
+    companion.write_bytes(b"companion")
+    assert plugin_library(None, tmp_path)["plugin autoregister library"] == str(companion)
+    monkeypatch.setattr(plugins, "has_tensorrt", lambda: False)
+    assert "plugin autoregister library" not in plugin_library(None, tmp_path)

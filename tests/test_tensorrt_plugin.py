@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from saphnet import plugins  # noqa: E402
 from saphnet.errors import SaphnetError  # noqa: E402
 from saphnet.ops import pdf_conv_reference  # noqa: E402
+from saphnet.runtime.trt_env import tensorrt_logger  # noqa: E402
 
 pytestmark = pytest.mark.tensorrt
 
@@ -27,7 +28,7 @@ try:
 except SaphnetError as exc:
     pytest.skip(f"plugin library not built: {exc}", allow_module_level=True)
 
-LOGGER = trt.Logger(trt.Logger.WARNING)
+LOGGER = tensorrt_logger(trt)  # the process's one logger, as saphnet's own objects use
 STRONGLY_TYPED = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
@@ -146,7 +147,7 @@ def test_engine_from_custom_op_onnx_matches_pytorch(creator, tmp_path, precision
     export_onnx(model, path, pdf_op="custom", precision=precision, opset=19)
 
     # As saphnet build parses it: without the function (TensorRT <= 10.6 imports it first).
-    builder, network, _ = parse_onnx(trt, LOGGER, path, True, without_pdf_function=True)
+    builder, network, _ = parse_onnx(trt, path, True, without_pdf_function=True)
     ops = pdf_ops(onnx.load(str(path)))
     assert count_plugin_layers(trt, network, ops.node_names)[0] == ops.custom > 0
     image = torch.rand(1, 3, 64, 96)

@@ -80,7 +80,13 @@ def test_tensorrt_kind_takes_batch_and_dims_from_the_profile(tmp_path: Path) -> 
     )  # fmt: skip
     write_sidecar(engine, sidecar)
     repo = _repo(
-        engine, tmp_path / "repo", "tensorrt", "--max-batch", "16", "--plugin-path", "/p.so"
+        engine,
+        tmp_path / "repo",
+        "tensorrt",
+        "--max-batch",
+        "16",
+        "--plugin-path",
+        "/srv/lib/libsaphnet_plugins.so",
     )
     config = _config(repo)
     assert (config.backend, config.max_batch_size) == ("tensorrt", 6)  # the profile's N
@@ -90,8 +96,68 @@ def test_tensorrt_kind_takes_batch_and_dims_from_the_profile(tmp_path: Path) -> 
     assert config.dynamic_batching.max_queue_delay_microseconds == 2000
     assert (repo / "saphnet" / "1" / "model.plan").read_bytes() == engine.read_bytes()
     readme = (repo / "README.md").read_text()
-    assert '--backend-config=tensorrt,plugins="/p.so"' in readme
+    # Triton, LD_PRELOAD and --staticPlugins only dlopen: the self-registering library.
+    auto, main_lib = "/srv/lib/libsaphnet_plugins_autoregister.so", "/srv/lib/libsaphnet_plugins.so"
+    assert f'    --backend-config=tensorrt,plugins="{auto}" \\\n' in readme
+    assert f"# or: LD_PRELOAD={auto} tritonserver --model-repository=$PWD\n" in readme
+    check = "trtexec --loadEngine=saphnet/1/model.plan --shapes=input:2x3x720x1280 "
+    assert f"{check}--staticPlugins={auto}\n" in readme
+    assert f"{check}--dynamicPlugins={main_lib}\n" in readme
+    assert f"plugins={main_lib}" not in readme and f"LD_PRELOAD={main_lib}" not in readme
     assert "must be built for the TensorRT inside that Triton release" in readme
+
+
+def _engine_with_profile(tmp_path: Path, profile: Profile) -> Path:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really an engine")
+    fields = dict(tensorrt="10.3.0", gpu_name="Orin", compute_capability="8.7")
+    sidecar = Sidecar(
+        **fields, precision="fp32", strongly_typed=False, profile=profile.as_dict(),
+        onnx_sha256="0", engine_sha256="0",
+    )  # fmt: skip
+    write_sidecar(engine, sidecar)
+    return engine
+
+
+def test_tensorrt_kind_refuses_a_profile_without_batch_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Triton runs a lone request as a batch of 1: an engine whose profile starts at 2
+    would fail every such request at run time, so the repository is refused."""
+    profile = Profile("input", (2, 3, 64, 64), (4, 3, 256, 256), (8, 3, 512, 512))
+    engine = _engine_with_profile(tmp_path, profile)
+    args = ["triton-repo", "--model", str(engine), "-o", str(tmp_path / "r"), "--kind", "tensorrt"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "batches of 2 to 8" in err
+    assert "--shapes input:1x3x64x64:4x3x256x256:8x3x512x512" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kind", ["python", "onnx", "tensorrt"])
+def test_every_kind_writes_a_config_that_parses_as_tritons_model_config(
+    kind: str, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """Parsed here with tritonclient's ModelConfig and protobuf's text_format directly, not
+    through the writer's own helper, and printed back to the same text."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    model = tiny_onnx
+    if kind == "tensorrt":
+        model = _engine_with_profile(
+            tmp_path, Profile("input", (1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))
+        )
+    repo = _repo(model, tmp_path / "repo", kind)
+    text = (repo / "saphnet" / "config.pbtxt").read_text()
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert text_format.MessageToString(config) == text
+    assert config.name == "saphnet" and config.backend == {
+        "python": "python", "onnx": "onnxruntime", "tensorrt": "tensorrt"
+    }[kind]  # fmt: skip
+    assert len(config.input) == len(config.output) == 1 and config.max_batch_size >= 1
+    if kind == "tensorrt":
+        assert list(config.input[0].dims) == [3, 64, 64] and config.max_batch_size == 4
 
 
 def test_refusals(tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

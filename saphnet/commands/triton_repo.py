@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plugin-path",
         metavar="PATH",
-        help="where libsaphnet_plugins.so lies on the Triton host (default: a placeholder "
-        "in the README)",
+        help="where libsaphnet_plugins.so lies on the Triton host, with "
+        "libsaphnet_plugins_autoregister.so beside it for --kind tensorrt (default: "
+        "/opt/saphnet/, written into the README)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing repository")
     p.set_defaults(func=run)

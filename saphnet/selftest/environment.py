@@ -227,4 +227,9 @@ def plugin_library(capability: tuple[int, int] | None, build_dir: Path) -> dict[
     info["plugin API version"] = plugins.version()
     info["plugin has CUDA kernels"] = plugins.has_cuda()
     info["plugin has TensorRT plugin"] = plugins.has_tensorrt()
+    if plugins.has_tensorrt():  # for Triton's plugins=, trtexec --staticPlugins, LD_PRELOAD
+        try:
+            info["plugin autoregister library"] = str(plugins.autoregister_library_path())
+        except SaphnetError as exc:
+            info["plugin autoregister library"] = f"none ({exc})"
     return info

@@ -12,7 +12,9 @@ its text format, so what Triton parses is what we built:
   the float NCHW layout; images are run whole (no tiling).
 * ``tensorrt``: a ``tensorrt_plan``. An engine's I/O is what it was built with (float
   NCHW, sides a multiple of 16 inside the profile), so the config states exactly that:
-  ``max_batch_size`` and dims come from the profile in the engine's sidecar.
+  ``max_batch_size`` and dims come from the profile in the engine's sidecar. Triton
+  only ``dlopen``s plugin libraries, so its command line names
+  ``libsaphnet_plugins_autoregister.so``, which registers ``PDFConv`` when loaded.
 
 Each repository has a README with the ``tritonserver`` command line. The whole
 folder is written beside its destination and renamed into place, so a failure
@@ -26,9 +28,10 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import SaphnetError
+from ..plugins import AUTOREGISTER_LIBRARY_NAME, LIBRARY_NAME
 from . import DEFAULT_MAX_SIDE, INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 KINDS = ("python", "onnx", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+HOST_PLUGIN_DIR = PurePosixPath("/opt/saphnet")
+"""Where the README places the plugin libraries on the Triton host unless told."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,18 @@ class RepoOptions:
     max_side: int = DEFAULT_MAX_SIDE
     memory_budget_mb: int = MEMORY_BUDGET_MB
     plugin_library: str | None = None
-    """Where the plugin library lies on the Triton host (written into the README and,
-    for the python kind, the config): a path on that machine, not read here."""
+    """Where ``libsaphnet_plugins.so`` lies on the Triton host (written into the README
+    and, for the python kind, the config), its autoregister companion beside it: paths
+    on that machine, not read here."""
+
+    def host_libraries(self) -> tuple[str, str]:
+        """(autoregister library, main library) on the Triton host: the first for hosts
+        that only ``dlopen`` (Triton's ``plugins=``, ``LD_PRELOAD``, ``trtexec
+        --staticPlugins``), the second for ``getCreators`` (``trtexec --dynamicPlugins``,
+        saphnet itself)."""
+        given = PurePosixPath(self.plugin_library or HOST_PLUGIN_DIR / LIBRARY_NAME)
+        main = given.parent / LIBRARY_NAME if given.name == AUTOREGISTER_LIBRARY_NAME else given
+        return str(given.parent / AUTOREGISTER_LIBRARY_NAME), str(main)
 
 
 def _model_config_pb2():
@@ -184,7 +199,7 @@ def onnx_repo(model: Path, folder: Path, options: RepoOptions) -> str:
 
 
 def tensorrt_repo(model: Path, folder: Path, options: RepoOptions) -> str:
-    from ..runtime.profiles import Profile
+    from ..runtime.profiles import Profile, format_shape
     from ..runtime.sidecar import read_sidecar
 
     sidecar = read_sidecar(model)
@@ -193,6 +208,14 @@ def tensorrt_repo(model: Path, folder: Path, options: RepoOptions) -> str:
             f"{model.name} has no sidecar {model.name}.json; build the engine with saphnet build"
         )
     profile = Profile.from_dict(sidecar.profile)
+    if profile.min[0] > 1:
+        one = format_shape((1, *profile.min[1:]))
+        raise SaphnetError(
+            f"{model.name}'s profile takes batches of {profile.min[0]} to {profile.max[0]}, but "
+            "Triton runs a lone request as a batch of 1, which this engine refuses; rebuild it "
+            f"with saphnet build --shapes {profile.name}:{one}:{format_shape(profile.opt)}:"
+            f"{format_shape(profile.max)}"
+        )
     shutil.copyfile(model, folder / MODEL_NAME / "1" / "model.plan")
     max_batch = min(options.max_batch, profile.max[0])
     config, mc = _base_config(options, max_batch, gpu=True)
@@ -210,7 +233,7 @@ WRITERS = {"python": python_repo, "onnx": onnx_repo, "tensorrt": tensorrt_repo}
 
 def readme(kind: str, model: Path, options: RepoOptions, config: str) -> str:
     """The repository's README: how to start tritonserver on it and what to send."""
-    plugin = options.plugin_library or "/opt/saphnet/libsaphnet_plugins.so"
+    autoregister, plugin = options.host_libraries()
     lines = [
         f"# Triton model repository: SAPHNet ({kind})",
         "",
@@ -233,19 +256,35 @@ def readme(kind: str, model: Path, options: RepoOptions, config: str) -> str:
     else:
         lines += [
             "tritonserver --model-repository=$PWD \\",
-            f'    --backend-config=tensorrt,plugins="{plugin}" \\',
+            f'    --backend-config=tensorrt,plugins="{autoregister}" \\',
             "    --http-address=127.0.0.1 --grpc-address=127.0.0.1",
-            f"# or: LD_PRELOAD={plugin} tritonserver --model-repository=$PWD",
+            f"# or: LD_PRELOAD={autoregister} tritonserver --model-repository=$PWD",
         ]
     lines += ["```", "", "Drop the `--*-address` flags to listen on every interface.", ""]
     if kind == "tensorrt":
+        shapes = _opt_shape(model)
         lines += [
-            "**The plugin library and the engine must be built for the TensorRT inside that "
+            f"Triton only `dlopen`s the libraries in `plugins=` (as `LD_PRELOAD` and "
+            f"`trtexec --staticPlugins` do), so it gets `{AUTOREGISTER_LIBRARY_NAME}`, which "
+            f"registers `PDFConv` when loaded; `{LIBRARY_NAME}` registers only through "
+            "`getCreators` (`trtexec --dynamicPlugins`, `saphnet build`). Keep the two in one "
+            "folder (the first opens the second from there) and hand a process one of them, "
+            "not both. To check the engine and the libraries on that host:",
+            "",
+            "```bash",
+            f"trtexec --loadEngine=saphnet/1/model.plan --shapes={shapes} "
+            f"--staticPlugins={autoregister}",
+            f"trtexec --loadEngine=saphnet/1/model.plan --shapes={shapes} "
+            f"--dynamicPlugins={plugin}",
+            "```",
+            "",
+            "**The plugin libraries and the engine must be built for the TensorRT inside that "
             "Triton release** (its release notes name the TensorRT version) and for that GPU: "
-            "build both in that container (`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=...`, "
-            f"`saphnet build model.onnx -o model.plan --plugins {plugin}`). An engine from "
-            "another TensorRT fails to deserialize; a missing library gives "
-            '"plugin creator not found" for `PDFConv`.',
+            "build them in that container (`make plugins CMAKE_ARGS=-DTENSORRT_ROOT=...` "
+            f"writes both libraries to `plugins/build/`; copy them to `{PurePosixPath(plugin).parent}/`, "
+            f"then `saphnet build model.onnx -o model.plan --plugins {plugin}`). An engine from "
+            "another TensorRT fails to deserialize; a library that is missing, or that "
+            'registers only through `getCreators`, gives "plugin creator not found" for `PDFConv`.',
             "",
             "## What to send",
             "",
@@ -284,6 +323,16 @@ def readme(kind: str, model: Path, options: RepoOptions, config: str) -> str:
                 ]
     lines += ["", "## config.pbtxt", "", "```", config.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _opt_shape(engine: Path) -> str:
+    """trtexec's ``--shapes`` value for the engine's optimum shape (from its sidecar)."""
+    from ..runtime.profiles import Profile
+    from ..runtime.sidecar import read_sidecar
+
+    sidecar = read_sidecar(engine)
+    assert sidecar is not None, "tensorrt_repo checked the sidecar"
+    return Profile.from_dict(sidecar.profile).trtexec()["opt"]
 
 
 def write_repository(
