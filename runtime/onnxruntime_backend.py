@@ -127,6 +127,13 @@ class OnnxRuntimeBackend:
         """Deblur (N, 3, H, W) float32 in [0, 1]; H and W may be anything the file allows."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise SaphnetError(f"expected a (N, 3, H, W) batch, got shape {batch.shape}")
+        static = self.artefact.static_hw
+        if static is not None and batch.shape[2:] != static:
+            raise SaphnetError(
+                f"{self.path.name} is a static {static[0]}x{static[1]} export, given "
+                f"{batch.shape[2]}x{batch.shape[3]}; run it through saphnet.runtime.deblur "
+                "(tiles of its size) or export without --static"
+            )
         feed = np.ascontiguousarray(batch, dtype=np.float32)
         (out,) = self._session.run([self._output], {self._input: feed})
         return out

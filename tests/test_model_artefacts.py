@@ -117,7 +117,7 @@ def artefacts(
     nan[name].view(-1)[0] = float("nan")
     save_file(nan, str(folder / "nan.safetensors"), metadata=meta)
     wrong = dict(state)
-    wrong[name] = torch.zeros(1, *state[name].shape[1:])
+    wrong[name] = torch.zeros(state[name].shape[0] + 1, *state[name].shape[1:])
     save_file(wrong, str(folder / "wrong-shape.safetensors"), metadata=meta)
     return files
 
@@ -518,3 +518,12 @@ def test_one_minimum_image_size_for_every_command(
     model = ["--model", str(artefacts["dynamic-custom.onnx"])]
     code, err = run(["deblur", thin, "-o", str(tmp_path / "d"), *model])
     assert code == 1 and "40x15 is too small; SAPHNet needs at least 16 pixels per side" in err
+
+
+def test_a_static_file_given_another_size_says_so(artefacts: dict[str, Path]) -> None:
+    from saphnet.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(artefacts["static-custom.onnx"])
+    with pytest.raises(SaphnetError, match="static 64x64 export, given 48x80"):
+        backend.infer(np.zeros((1, 3, 48, 80), np.float32))
+    assert backend.infer(np.zeros((2, 3, *STATIC), np.float32)).shape == (2, 3, *STATIC)
