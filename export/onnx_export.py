@@ -26,6 +26,7 @@ from ..errors import SaphnetError
 from ..files import atomic_output, check_writable
 from ..model import SAPHNet
 from ..pdf_identity import DOMAIN, OP_TYPE
+from ..sizes import MIN_SIDE, check_static_shape
 from .fp16 import Float16Network
 from .metadata import ExportMetadata
 from .op_forms import apply_op_form, check_opset, count_pdf_nodes
@@ -37,9 +38,6 @@ DEFAULT_OPSET = 19
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 UNKNOWN_WEIGHTS = "unknown"
-# Smallest H and W the dynamic export is declared for (one padded 16 x 16 tile); ONNX
-# Runtime runs smaller images too, but nothing was traced for them.
-MIN_DYNAMIC_SIDE = 16
 DROPPED_NODE_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 QUIET_LOGGERS = {
@@ -60,18 +58,20 @@ def check_arguments(
     if precision not in PRECISIONS:
         raise SaphnetError(f"unknown precision {precision!r}; choose fp32 or fp16")
     check_opset(pdf_op, opset, onnx.defs.onnx_opset_version())
-    if static_shape is not None and (len(static_shape) != 2 or min(static_shape) < 1):
-        raise SaphnetError(
-            f"static shape {static_shape} is not (H, W) > 0; pass e.g. --static 720x1280"
-        )
+    if static_shape is not None:
+        if len(static_shape) != 2:
+            raise SaphnetError(
+                f"static shape {static_shape} is not (H, W); pass e.g. --static 720x1280"
+            )
+        check_static_shape(*static_shape)
 
 
 def _dynamic_shapes(static_shape: tuple[int, int] | None) -> dict[str, dict[int, object]]:
     """Batch always dynamic; H and W too unless a static shape is asked for."""
     dims: dict[int, object] = {0: torch.export.Dim("batch", min=1)}
     if static_shape is None:
-        dims[2] = torch.export.Dim("height", min=MIN_DYNAMIC_SIDE)
-        dims[3] = torch.export.Dim("width", min=MIN_DYNAMIC_SIDE)
+        dims[2] = torch.export.Dim("height", min=MIN_SIDE)
+        dims[3] = torch.export.Dim("width", min=MIN_SIDE)
     return {"x": dims}
 
 
@@ -153,7 +153,8 @@ def export_onnx(
             (ONNX DeformConv, opset >= 19) or ``decomposed`` (GridSample + 1x1 Conv).
         precision: ``fp32`` or ``fp16`` (strongly typed FP16 graph, float32 I/O).
         opset: ONNX opset of the default domain (>= 18; >= 19 for ``deformconv``).
-        static_shape: (H, W) to fix the image size; None keeps H and W dynamic
+        static_shape: (H, W) to fix the image size (multiples of 16, at least 32:
+            :func:`saphnet.sizes.check_static_shape`); None keeps H and W dynamic
             (sides >= 16). The batch is dynamic either way.
         force: overwrite an existing file.
         weights_sha256: SHA-256 of the weights file, recorded in the metadata

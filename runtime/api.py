@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SaphnetError
+from .artefacts import open_artefact
 from .backend import Backend
 from .memory import DEFAULT_MEMORY_BUDGET_MB, MIN_TILE, max_tile_pixels, peak_model
 from .tiling import DEFAULT_OVERLAP, PAD_MULTIPLE, choose_tile, deblur_image, run_padded
@@ -29,7 +30,6 @@ class NonFiniteError(SaphnetError):
 
 
 KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
 """Fastest first. TensorRT and the CUDA paths: the GPU benchmarks; ONNX Runtime before
@@ -115,36 +115,32 @@ def open_backend(
     """
     if kind not in KINDS:
         raise SaphnetError(f"backend {kind!r} is not one of {', '.join(KINDS)}")
-    path = Path(model) if model is not None else None
-    if path is not None and not path.is_file():
-        raise SaphnetError(f"model {path} does not exist; give an .onnx or .engine file")
-    is_engine = path is not None and path.suffix.lower() in ENGINE_SUFFIXES
-    is_onnx = path is not None and path.suffix.lower() == ".onnx"
-    if path is not None and not (is_engine or is_onnx):
-        raise SaphnetError(
-            f"model {path}: expected an .onnx file or an engine ({', '.join(ENGINE_SUFFIXES)})"
-        )
-    if path is not None and weights is not None:
+    if model is not None and weights is not None:
         raise SaphnetError(
             "give --model or --weights, not both (the model file already holds its weights)"
         )
+    artefact = open_artefact(model, ("onnx", "engine")) if model is not None else None
+    if weights is not None:
+        open_artefact(weights, ("weights",))
 
-    if is_engine:
+    if artefact is not None and artefact.kind == "engine":
         if kind not in ("auto", "tensorrt"):
-            raise SaphnetError(f"{path.name} is a TensorRT engine; use --backend tensorrt or auto")
+            raise SaphnetError(
+                f"{artefact.path.name} is a TensorRT engine; use --backend tensorrt or auto"
+            )
         from .tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(path, plugin_library=plugin_library)
+        return TensorRTBackend(artefact.path, plugin_library=plugin_library)
     if kind == "tensorrt":
         raise SaphnetError(
             "the tensorrt backend runs an engine: saphnet build MODEL.onnx -o MODEL.engine, then --model MODEL.engine"
         )
-    if is_onnx:
+    if artefact is not None:
         if kind == "torch":
             raise SaphnetError(
-                f"{path.name} is an ONNX file; use --backend onnxruntime or auto, or --weights for torch"
+                f"{artefact.path.name} is an ONNX file; use --backend onnxruntime or auto, or --weights for torch"
             )
-        return _onnxruntime(path, device, plugin_library)
+        return _onnxruntime(artefact.path, device, plugin_library)
 
     choice = kind if kind != "auto" else _auto_for_weights(device)
     if choice.startswith("onnxruntime"):
@@ -209,8 +205,28 @@ def deblur(
     chosen = plan_tile(
         backend, rgb.shape[0], rgb.shape[1], tile, overlap, memory_budget_mb, rgb.dtype.itemsize
     )
+    overlap = fit_overlap(chosen, overlap) if tile == 0 else overlap
     min_hw = getattr(backend, "min_hw", (1, 1))
     return deblur_image(_checked(backend), rgb, chosen, overlap, min_hw, progress)
+
+
+def fit_overlap(tile: int | tuple[int, int] | None, overlap: int) -> int:
+    """``overlap``, or a quarter of the tile where tiles capped by the model (an engine
+    profile's or a static file's largest size) leave no room for it: chosen tiles are
+    otherwise always wider than twice the overlap (:func:`pixel_budget`)."""
+    if tile is None:
+        return overlap
+    side = min(tile) if isinstance(tile, tuple) else tile
+    if overlap < side:
+        return overlap
+    fitted = side // 4
+    log.warning(
+        "the model takes tiles of at most %d px, too small for a %d px overlap: using %d px",
+        side,
+        overlap,
+        fitted,
+    )
+    return fitted
 
 
 def deblur_batch(

@@ -31,9 +31,11 @@ from polygraphy.comparator import Comparator, PsnrCompareFunc, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from ..errors import SaphnetError
-from ..export.metadata import ExportMetadata, read_metadata
+from ..export.metadata import ExportMetadata
 from ..model import SAPHNet
+from .artefacts import open_artefact
 from .onnxruntime_backend import OnnxRuntimeBackend
+from .tiling import pad_to_multiple
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,18 @@ def _runner_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+def fit_image(img: np.ndarray, hw: tuple[int, int] | None) -> np.ndarray:
+    """A (3, H, W) image at a static file's own size: centre-cropped where larger,
+    padded (reflect, as the network pads) at the bottom/right where smaller; None
+    leaves it as it is. The reference sees the same pixels, so the comparison is fair."""
+    if hw is None:
+        return img
+    h, w = hw
+    top, left = max(0, (img.shape[1] - h) // 2), max(0, (img.shape[2] - w) // 2)
+    img = img[:, top : top + h, left : left + w]
+    return pad_to_multiple(img[None], 1, (h, w))[0]
+
+
 def compare_models(
     reference: SAPHNet,
     onnx_paths: Sequence[str | os.PathLike[str]],
@@ -200,63 +214,85 @@ def compare_models(
     thresholds: dict[str, Thresholds] | None = None,
     providers: str | None = None,
 ) -> list[ModelReport]:
-    """Run the reference and every file on every image; one report per file."""
+    """Run the reference and every file on every image; one report per file. A
+    static-shape file is compared at its own size (:func:`fit_image`), with the
+    reference run again on images of that size."""
     limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     paths = [Path(p) for p in onnx_paths]
     backends = [OnnxRuntimeBackend(p, providers=providers) for p in paths]
     names = _runner_names(paths)
-    ref = TorchRunner(reference)
-    runners = [
-        ref,
-        *(OnnxrtRunner(b.session, name=n) for b, n in zip(backends, names, strict=True)),
-    ]
-    feeds = [OrderedDict([(INPUT, img[None])]) for _, img in images]
-    log.info("running %d images through the reference and %d files", len(feeds), len(paths))
-    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
-        results = Comparator.run(runners, data_loader=feeds)
-    reports = []
-    for index, (backend, name) in enumerate(zip(backends, names, strict=True), start=1):
-        limit = limits[backend.precision]
-        with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
-            simple, psnr = Comparator.compare_accuracy(
-                results,
-                comparisons=[(0, index)],
-                compare_func=[
-                    SimpleCompareFunc(atol=limit.max_abs, rtol=0.0, check_error_stat="max"),
-                    PsnrCompareFunc(psnr_threshold=limit.min_psnr),
-                ],
-            )
-        pair = (ref.name, name)
-        report = ModelReport(
-            str(backend.path),
-            backend.metadata.pdf_op,
-            backend.precision,
-            backend.providers,
-            limit,
+    sizes: dict[tuple[int, int] | None, list[int]] = {}
+    for i, backend in enumerate(backends):
+        sizes.setdefault(backend.artefact.static_hw, []).append(i)
+    reports: dict[int, ModelReport] = {}
+    for hw, members in sizes.items():
+        sized = [(name, fit_image(img, hw)) for name, img in images]
+        ref = TorchRunner(reference)
+        runners = [ref, *(OnnxrtRunner(backends[i].session, name=names[i]) for i in members)]
+        feeds = [OrderedDict([(INPUT, img[None])]) for _, img in sized]
+        log.info(
+            "running %d images%s through the reference and %d files",
+            len(feeds),
+            f" at {hw[0]}x{hw[1]}" if hw else "",
+            len(members),
         )
-        for i, (image_name, img) in enumerate(images):
-            out = results[name][i][OUTPUT][0]
-            stats, psnr_result = simple[pair][i][OUTPUT], psnr[pair][i][OUTPUT]
-            metrics = {
-                "max_abs": stats.max_absdiff,
-                "mean_abs": stats.mean_absdiff,
-                "psnr": float(psnr_result.psnr),
-                "ssim": ssim(results[ref.name][i][OUTPUT][0], out),
-            }
-            nonfinite = int(np.count_nonzero(~np.isfinite(out)))
-            report.images.append(
-                ImageResult(
-                    image_name,
-                    img.shape[1],
-                    img.shape[2],
-                    **metrics,
-                    nonfinite=nonfinite,
-                    failures=_failures(metrics, nonfinite, limit, bool(stats), bool(psnr_result)),
-                )
+        with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+            results = Comparator.run(runners, data_loader=feeds)
+        for index, i in enumerate(members, start=1):
+            reports[i] = _report(results, ref.name, names[i], index, backends[i], sized, limits)
+            backends[i].close()
+    return [reports[i] for i in range(len(paths))]
+
+
+def _report(
+    results,
+    ref_name: str,
+    name: str,
+    index: int,
+    backend: OnnxRuntimeBackend,
+    images: Sequence[tuple[str, np.ndarray]],
+    limits: dict[str, Thresholds],
+) -> ModelReport:
+    """One file's report from a Comparator run (runner 0 the reference, ``index`` it)."""
+    limit = limits[backend.precision]
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+        simple, psnr = Comparator.compare_accuracy(
+            results,
+            comparisons=[(0, index)],
+            compare_func=[
+                SimpleCompareFunc(atol=limit.max_abs, rtol=0.0, check_error_stat="max"),
+                PsnrCompareFunc(psnr_threshold=limit.min_psnr),
+            ],
+        )
+    pair = (ref_name, name)
+    report = ModelReport(
+        str(backend.path),
+        backend.metadata.pdf_op,
+        backend.precision,
+        backend.providers,
+        limit,
+    )
+    for i, (image_name, img) in enumerate(images):
+        out = results[name][i][OUTPUT][0]
+        stats, psnr_result = simple[pair][i][OUTPUT], psnr[pair][i][OUTPUT]
+        metrics = {
+            "max_abs": stats.max_absdiff,
+            "mean_abs": stats.mean_absdiff,
+            "psnr": float(psnr_result.psnr),
+            "ssim": ssim(results[ref_name][i][OUTPUT][0], out),
+        }
+        nonfinite = int(np.count_nonzero(~np.isfinite(out)))
+        report.images.append(
+            ImageResult(
+                image_name,
+                img.shape[1],
+                img.shape[2],
+                **metrics,
+                nonfinite=nonfinite,
+                failures=_failures(metrics, nonfinite, limit, bool(stats), bool(psnr_result)),
             )
-        reports.append(report)
-        backend.close()
-    return reports
+        )
+    return report
 
 
 def check_same_network(
@@ -265,14 +301,8 @@ def check_same_network(
     """Every file must come from the reference's config and weights, or the numbers lie."""
     metas = []
     for path in paths:
-        if not Path(path).is_file():
-            raise SaphnetError(f"ONNX file {path} does not exist; make one with saphnet export")
-        try:
-            meta = read_metadata(path)
-        except KeyError as exc:
-            raise SaphnetError(
-                f"{path} has no saphnet metadata ({exc.args[0]}); export it with saphnet export"
-            ) from None
+        meta = open_artefact(path, ("onnx",)).metadata
+        assert meta is not None  # open_artefact refuses files without saphnet metadata
         if meta.config_dict != json.loads(reference_config_json):
             raise SaphnetError(
                 f"{path} was exported from another network config; pass the --weights it came from"

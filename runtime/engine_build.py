@@ -33,6 +33,7 @@ from ..errors import SaphnetError
 from ..export.op_forms import name_pdf_nodes, strip_pdf_function
 from ..files import atomic_output, check_writable, sha256_file
 from ..plugins import NoTensorRTPluginError
+from .artefacts import image_io, load_onnx
 from .pdf_layers import PdfOps, check_plugin_layers, pdf_ops
 from .profiles import DEFAULT_SHAPES, Profile, check_profile, format_shape, parse_profile
 from .sidecar import PDF_IMPLEMENTATIONS, Sidecar, sidecar_path, write_sidecar
@@ -66,41 +67,18 @@ class OnnxSummary:
 
 
 def inspect_onnx(path: Path) -> OnnxSummary:
-    """Input, precision and custom-op use of an ONNX file; one-line errors for files
-    that are not ONNX or whose external data points outside their folder."""
-    if not path.is_file():
-        raise SaphnetError(f"ONNX file {path} does not exist; create it with saphnet export")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types for a non-ONNX file
-        raise SaphnetError(
-            f"{path} is not an ONNX model ({type(exc).__name__}); create it with saphnet export"
-        ) from None
-    folder = path.parent.resolve()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-            if not (folder / location).resolve().is_relative_to(folder):
-                raise SaphnetError(
-                    f"{path}: external data {location!r} points outside the model's folder; refusing to read it"
-                )
-    graph_inputs = [
-        i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
-    ]
-    if len(graph_inputs) != 1:
-        raise SaphnetError(
-            f"{path} has {len(graph_inputs)} inputs; a SAPHNet model has one image input"
-        )
-    tensor_type = graph_inputs[0].type.tensor_type
-    dims = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-        for d in tensor_type.shape.dim
-    )
-    fp16 = tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
+    """Input, precision and custom-op use of an ONNX file; one-line errors
+    (:mod:`.artefacts`) for files that are not ONNX, not one image in and one out, or
+    whose external data points outside their folder. Files from elsewhere (no saphnet
+    metadata) are built too."""
+    model = load_onnx(path)
+    name, dims = image_io(path, model)
+    image = next(i for i in model.graph.input if i.name == name)
+    fp16 = image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 or any(
         t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
     )
     name_pdf_nodes(model)  # as parse_onnx hands them to the parser (layers take node names)
-    return OnnxSummary(graph_inputs[0].name, dims, fp16, pdf_ops(model))
+    return OnnxSummary(name, dims, fp16, pdf_ops(model))
 
 
 def default_profile(summary: OnnxSummary) -> Profile:

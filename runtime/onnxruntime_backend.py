@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import SaphnetError, first_line
-from ..export.metadata import read_metadata
+from ..export.metadata import ExportMetadata
+from .artefacts import open_artefact
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +86,12 @@ class OnnxRuntimeBackend:
         plugin_library: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SaphnetError(
-                f"ONNX file {self.path} does not exist; make one with saphnet export"
-            )
+        self.artefact = open_artefact(self.path, ("onnx",))
         if plugin_library is not None and not Path(plugin_library).is_file():
             raise SaphnetError(
                 f"plugin library {plugin_library} does not exist; build it with make plugins"
             )
-        try:
-            self.metadata = read_metadata(self.path)
-        except KeyError as exc:
-            raise SaphnetError(
-                f"{self.path} has no saphnet metadata ({exc.args[0]}); export it with saphnet export"
-            ) from None
-        except Exception as exc:  # onnx raises DecodeError and friends for a bad file
-            raise SaphnetError(f"{self.path} is not an ONNX file ({type(exc).__name__})") from None
+        self.metadata: ExportMetadata = self.artefact.metadata  # type: ignore[assignment]
         self.precision = self.metadata.precision
         chain = provider_chain(providers, self.precision, plugin_library)
         try:
@@ -109,6 +100,18 @@ class OnnxRuntimeBackend:
             raise SaphnetError(f"ONNX Runtime cannot load {self.path}: {first_line(exc)}") from None
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
+
+    @property
+    def min_hw(self) -> tuple[int, int]:
+        """Smallest H, W the file takes: a static export's own size (smaller tiles are
+        padded up to it), else any (the runtime pads sides to 16)."""
+        return self.artefact.static_hw or (1, 1)
+
+    @property
+    def max_hw(self) -> tuple[int, int] | None:
+        """Largest H, W the file takes: a static export's own size (larger images run
+        as tiles of it, as with an engine's profile), else None (any size)."""
+        return self.artefact.static_hw
 
     @property
     def session(self) -> ort.InferenceSession:
@@ -124,6 +127,13 @@ class OnnxRuntimeBackend:
         """Deblur (N, 3, H, W) float32 in [0, 1]; H and W may be anything the file allows."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise SaphnetError(f"expected a (N, 3, H, W) batch, got shape {batch.shape}")
+        static = self.artefact.static_hw
+        if static is not None and batch.shape[2:] != static:
+            raise SaphnetError(
+                f"{self.path.name} is a static {static[0]}x{static[1]} export, given "
+                f"{batch.shape[2]}x{batch.shape[3]}; run it through saphnet.runtime.deblur "
+                "(tiles of its size) or export without --static"
+            )
         feed = np.ascontiguousarray(batch, dtype=np.float32)
         (out,) = self._session.run([self._output], {self._input: feed})
         return out

@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import SaphnetError
+from ..sizes import PAD_MULTIPLE  # the network pads sides to it: profiles must match
 
 Shape = tuple[int, int, int, int]
-
-PAD_MULTIPLE = 16
-"""The network pads sides to a multiple of 16, so profile H and W must be one."""
 
 
 @dataclass(frozen=True)

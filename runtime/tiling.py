@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SaphnetError
+from ..sizes import PAD_MULTIPLE
 
-PAD_MULTIPLE = 16
 DEFAULT_OVERLAP = 64
 
 Infer = Callable[[np.ndarray], np.ndarray]

@@ -21,11 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import SaphnetError
 from .files import atomic_output
+from .sizes import too_small
 
 log = logging.getLogger(__name__)
-
-MIN_SIDE = 16
-"""Smaller images have no room for the network's 1/4-resolution, 2x2-patch features."""
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 """Files that ``saphnet deblur`` picks up from a folder."""
@@ -77,10 +75,9 @@ def _png_bit_depth(path: Path) -> int | None:
 
 
 def _check_size(path: Path, h: int, w: int) -> None:
-    if min(h, w) < MIN_SIDE:
-        raise ImageError(
-            f"{path}: {w}x{h} is too small; SAPHNet needs at least {MIN_SIDE} pixels per side"
-        )
+    problem = too_small(h, w)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
 
 
 def _split(

@@ -154,7 +154,7 @@ def test_open_backend_rejects_mismatched_requests(tmp_path: Path) -> None:
     cases = [
         (dict(kind="cuda-magic"), "not one of"),
         (dict(model=tmp_path / "none.onnx"), "does not exist"),
-        (dict(model=tmp_path / "m.txt"), "expected an .onnx file"),
+        (dict(model=tmp_path / "m.txt"), "expected an ONNX file or a TensorRT engine"),
         (dict(kind="torch", model=engine), "is a TensorRT engine"),
         (dict(kind="tensorrt"), "runs an engine"),
         (dict(model=engine, weights=tmp_path / "w.safetensors"), "not both"),

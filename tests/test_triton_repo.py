@@ -166,7 +166,7 @@ def test_refusals(tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "exists; pass --force" in capsys.readouterr().err
     args = ["triton-repo", "--model", str(tiny_onnx), "-o", str(tmp_path / "t"), "--kind"]
     assert main([*args, "tensorrt"]) == 2
-    assert "--kind tensorrt needs a .engine" in capsys.readouterr().err
+    assert "is an ONNX file, this takes a TensorRT engine; build" in capsys.readouterr().err
     engine = tmp_path / "bare.engine"
     engine.write_bytes(b"x")
     assert (

@@ -26,7 +26,15 @@ def _list(choices: tuple[str, ...]):
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
-    return [parse_size(t) for t in text.split(",") if t.strip()]
+    """``HxW,HxW,...``, each at least the smallest image every command takes."""
+    from ..sizes import too_small
+
+    sizes = [parse_size(t) for t in text.split(",") if t.strip()]
+    for h, w in sizes:
+        problem = too_small(h, w)
+        if problem:
+            raise argparse.ArgumentTypeError(f"size {h}x{w}: {problem}")
+    return sizes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +120,10 @@ def _available(backends: list[str], device: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime.artefacts import open_artefact
+
+    if args.weights is not None:  # the file first, before torch loads
+        open_artefact(args.weights, ("weights",))
     import torch
     from tqdm import tqdm
 

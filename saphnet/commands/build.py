@@ -47,12 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..files import check_writable
-    from ..runtime.engine_build import BuildOptions, build_engine, inspect_onnx
+    from ..runtime.artefacts import open_artefact
+    from ..runtime.engine_build import BuildOptions, build_engine
     from ..runtime.sidecar import PDF_IMPLEMENTATIONS, read_sidecar, sidecar_path
 
     # The user's inputs first, then the environment: a missing file is named as such
-    # even on a machine without TensorRT.
-    inspect_onnx(args.onnx)
+    # even on a machine without TensorRT. Any ONNX file with SAPHNet's I/O builds.
+    open_artefact(args.onnx, ("onnx",), foreign_onnx=True)
     check_writable(args.output, args.force)
     check_writable(sidecar_path(args.output), args.force)
 

@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export.reference_weights import RANDOM_WEIGHTS, random_model, weights_tag
     from ..files import check_writable
-    from ..model import SAPHNet, SAPHNetConfig, read_config
+    from ..model import SAPHNet
     from ..runtime.compare import (
         Thresholds,
         check_same_network,
@@ -76,14 +76,10 @@ def run(args: argparse.Namespace) -> int:
         for name in ("compare.json", "compare.md"):
             check_writable(f"{args.output}/{name}", args.force)
     weights = args.weights or default_weights()
-    if weights is None:
-        config_json = SAPHNetConfig().to_json()
-        tag = RANDOM_WEIGHTS
-    else:
-        config_json = read_config(weights).to_json()
-        tag = weights_tag(weights)
-    check_same_network(config_json, tag, args.models)
+    # the weights whole first: NaN or misshapen tensors are their problem, not the files'
     reference = random_model() if weights is None else SAPHNet.load(weights)
+    tag = RANDOM_WEIGHTS if weights is None else weights_tag(weights)
+    check_same_network(reference.config.to_json(), tag, args.models)
     if args.images:
         images = [(str(p), load_image(p, args.max_side)) for p in args.images]
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
 from ._args import int_at_least, parse_size
 
@@ -19,7 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "in its metadata. FP16 files are strongly typed with FP32 islands.",
     )
     p.add_argument("--weights", help="SAPHNet .safetensors file (default: the shipped weights)")
-    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the .onnx file to write, or a folder (a trailing / or an existing folder) "
+        "to write saphnet_<pdf-op>_<precision>[_<HxW>].onnx into",
+    )
     p.add_argument(
         "--pdf-op",
         choices=("custom", "deformconv", "decomposed"),
@@ -49,6 +57,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def output_file(output: str, pdf_op: str, precision: str, static: tuple[int, int] | None) -> Path:
+    """The file ``-o`` names: inside it when it is a folder (a trailing slash, as in
+    ``-o out/``, or an existing folder), named for what the file holds; else ``-o``
+    itself, which must end in .onnx (every other command tells a model by its suffix)."""
+    from ..errors import SaphnetError
+    from ..runtime.artefacts import ONNX_SUFFIXES
+
+    path = Path(output)
+    if output.endswith(("/", os.sep)) or path.is_dir():
+        shape = f"_{static[0]}x{static[1]}" if static else ""
+        return path / f"saphnet_{pdf_op}_{precision}{shape}.onnx"
+    if path.suffix.lower() not in ONNX_SUFFIXES:
+        raise SaphnetError(
+            f"-o {output}: an ONNX file's name ends in .onnx (the other commands tell a model "
+            f"by it); give {path.with_suffix('.onnx')}, or {output}/ for a folder"
+        )
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     import onnx
 
@@ -57,11 +84,15 @@ def run(args: argparse.Namespace) -> int:
     from ..export.reference_weights import random_model, weights_tag
     from ..files import check_writable
     from ..model import SAPHNet
+    from ..sizes import check_static_shape
     from ..weights import default_weights
 
     # the options and the output first: a bad --opset is named before the weights load
     check_opset(args.pdf_op, args.opset, onnx.defs.onnx_opset_version())
-    check_writable(args.output, args.force)
+    if args.static is not None:
+        check_static_shape(*args.static)
+    output = output_file(args.output, args.pdf_op, args.precision, args.static)
+    check_writable(output, args.force)
     weights = args.weights or default_weights()
     if weights is None:
         log.warning("no weights given and none shipped: exporting a randomly initialised network")
@@ -70,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         model = SAPHNet.load(weights)
     path = export_onnx(
         model,
-        args.output,
+        output,
         pdf_op=args.pdf_op,
         precision=args.precision,
         opset=args.opset,

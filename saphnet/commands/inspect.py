@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SaphnetError
     from ..files import atomic_output
     from ..model import SAPHNet
+    from ..sizes import check_min_side
     from ..train.inspect import direction_check, direction_table, map_images, run_and_record
     from ..weights import default_weights
 
@@ -74,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise SaphnetError(f"{out} is a file; give a folder for the PNGs")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise SaphnetError(f"{out} already holds files; pass --force to overwrite them")
-    out.mkdir(parents=True, exist_ok=True)
     image = read_rgb(args.image)
+    check_min_side(args.image, *image.shape[:2])  # before the folder is made
+    out.mkdir(parents=True, exist_ok=True)
     model = SAPHNet.load(weights)
     output, records = run_and_record(model, image, args.q_maps)
     h, w = image.shape[:2]

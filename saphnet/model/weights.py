@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import WeightsError
 from ..files import atomic_output
+from ..weights import CONFIG_KEY, FORMAT, FORMAT_KEY, read_config
 from .config import SAPHNetConfig
 
-FORMAT = "saphnet"
-FORMAT_KEY = "format"
-CONFIG_KEY = "config"
-
-
-def read_config(path: str | os.PathLike[str]) -> SAPHNetConfig:
-    """The config stored in a SAPHNet weights file, or a one-line WeightsError."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"weights file {p} does not exist; give a SAPHNet .safetensors file")
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(
-            f"{p} is not a safetensors file ({exc}); give a file written by SAPHNet.save"
-        ) from None
-    if meta.get(FORMAT_KEY) != FORMAT or CONFIG_KEY not in meta:
-        raise WeightsError(
-            f"{p} is a safetensors file but not SAPHNet weights (no '{FORMAT}' metadata); "
-            "give a file written by SAPHNet.save"
-        )
-    try:
-        return SAPHNetConfig.from_json(meta[CONFIG_KEY])
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(f"{p} holds an unreadable SAPHNet config: {exc}") from None
+__all__ = ["check_finite", "check_shapes", "load_state", "read_config", "save_weights"]
 
 
 def save_weights(

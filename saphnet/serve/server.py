@@ -32,11 +32,11 @@ import numpy as np
 from ..errors import SaphnetError
 from ..runtime.api import deblur_batch, open_backend, profile_batch
 from ..runtime.backend import Backend
+from ..sizes import MIN_SIDE
 from . import DEFAULT_MAX_SIDE, INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME, Endpoints
 
 log = logging.getLogger(__name__)
 
-MIN_SIDE = 16
 """The network's smallest side (the same floor ``saphnet deblur`` applies to files)."""
 
 

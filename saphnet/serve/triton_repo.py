@@ -32,12 +32,14 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import SaphnetError
 from ..plugins import AUTOREGISTER_LIBRARY_NAME, LIBRARY_NAME
+from ..runtime.artefacts import ENGINE_SUFFIXES, open_artefact
 from . import DEFAULT_MAX_SIDE, INPUT_NAME, MEMORY_BUDGET_MB, MODEL_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 KINDS = ("python", "onnx", "tensorrt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+ACCEPTS = {"python": ("onnx", "engine"), "onnx": ("onnx",), "tensorrt": ("engine",)}
+"""The model artefacts (``runtime.artefacts``) each kind of repository takes."""
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 HOST_PLUGIN_DIR = PurePosixPath("/opt/saphnet")
 """Where the README places the plugin libraries on the Triton host unless told."""
@@ -101,9 +103,11 @@ def _base_config(options: RepoOptions, max_batch: int, gpu: bool):
     return config, mc
 
 
-def _image_io(config, mc) -> None:
-    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-    config.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+def _image_io(config, mc, hw: tuple[int, int] | None = None) -> None:
+    """UINT8 [H, W, 3] in and out; H and W any size unless the model fixes them."""
+    dims = [*hw, 3] if hw else [-1, -1, 3]
+    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
+    config.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
 
 
 def python_repo(model: Path, folder: Path, options: RepoOptions) -> str:
@@ -132,23 +136,17 @@ def python_repo(model: Path, folder: Path, options: RepoOptions) -> str:
     return config_text(config)
 
 
-def wrap_uint8_hwc(model_path: Path, out: Path) -> str:
+def wrap_uint8_hwc(model_path: Path, out: Path, hw: tuple[int, int] | None = None) -> None:
     """Write ``model_path`` with the serving contract around it: ``image`` UINT8
     (N, H, W, 3) -> ``deblurred`` UINT8 (N, H, W, 3), converted exactly as
     ``saphnet deblur`` converts (x / 255 in float32; round half to even, clip).
-    Returns the file's PDF op form."""
+    ``hw``: a static-shape file's (H, W), declared as the wrapper's fixed size."""
     import onnx
     from onnx import TensorProto, helper
 
-    from ..export.metadata import read_metadata
-
-    m = onnx.load(str(model_path))
+    m = onnx.load(str(model_path))  # checked by write_repository: one float32 image in, one out
     graph = m.graph
-    if len(graph.input) != 1 or len(graph.output) != 1:
-        raise SaphnetError(f"{model_path} is not a SAPHNet export (one input, one output)")
     x, y = graph.input[0].name, graph.output[0].name
-    if graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
-        raise SaphnetError(f"{model_path}: input {x} is not float32; export it again")
 
     def const(name: str, value: float) -> onnx.NodeProto:
         tensor = helper.make_tensor(name, TensorProto.FLOAT, [], [value])
@@ -171,22 +169,19 @@ def wrap_uint8_hwc(model_path: Path, out: Path) -> str:
     nodes = [*pre, *graph.node, *post]
     del graph.node[:]
     graph.node.extend(nodes)
-    dims = ["batch", "height", "width", 3]
+    dims = ["batch", *(hw or ("height", "width")), 3]
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, dims))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.UINT8, dims))
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, str(out))
-    try:
-        return read_metadata(model_path).pdf_op
-    except Exception:  # a foreign file: the form is unknown, not an error
-        return "unknown"
 
 
 def onnx_repo(model: Path, folder: Path, options: RepoOptions) -> str:
-    pdf_op = wrap_uint8_hwc(model, folder / MODEL_NAME / "1" / "model.onnx")
-    if pdf_op == "custom":
+    artefact = open_artefact(model, ("onnx",))
+    wrap_uint8_hwc(model, folder / MODEL_NAME / "1" / "model.onnx", artefact.static_hw)
+    if artefact.metadata and artefact.metadata.pdf_op == "custom":
         log.info(
             "%s holds saphnet::PDFConv with its ONNX function: Triton's ONNX Runtime "
             "inlines the function (DeformConv, ONNX Runtime >= 1.25)",
@@ -194,7 +189,7 @@ def onnx_repo(model: Path, folder: Path, options: RepoOptions) -> str:
         )
     config, mc = _base_config(options, options.max_batch, gpu=False)
     config.backend = "onnxruntime"
-    _image_io(config, mc)
+    _image_io(config, mc, artefact.static_hw)
     return config_text(config)
 
 
@@ -342,14 +337,7 @@ def write_repository(
     model, out = Path(model), Path(out)
     if options.kind not in KINDS:
         raise SaphnetError(f"--kind {options.kind!r} is not one of {', '.join(KINDS)}")
-    if not model.is_file():
-        raise SaphnetError(f"model {model} does not exist; give an .onnx or .engine file")
-    suffix = model.suffix.lower()
-    wants = {"onnx": (".onnx",), "tensorrt": ENGINE_SUFFIXES, "python": (".onnx", *ENGINE_SUFFIXES)}
-    if suffix not in wants[options.kind]:
-        raise SaphnetError(
-            f"--kind {options.kind} needs a {' or '.join(wants[options.kind])} file, not {model.name}"
-        )
+    open_artefact(model, ACCEPTS[options.kind])  # one check with deblur, serve, compare
     if options.max_batch < 1 or options.instances < 1:
         raise SaphnetError("--max-batch and --instances must be at least 1")
     if out.exists() and not force:
