@@ -80,8 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         type=Path,
         metavar="FILE.onnx",
-        help="time these ONNX files (e.g. saphnet quantize outputs) on ONNX Runtime; only "
-        "them unless --backends is given too",
+        help="time these ONNX files (e.g. saphnet quantize outputs) on ONNX Runtime, only "
+        "them unless --backends is given too (default: none, exports made here)",
     )
     p.add_argument(
         "--weights",

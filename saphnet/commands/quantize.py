@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="LAYER",
         help="layers never quantized: ONNX node names or module names, wildcards allowed "
-        "(e.g. 'levels.0.decoder.*')",
+        "(e.g. 'levels.0.decoder.*'; default: none, the sensitivity search picks)",
     )
     p.add_argument(
         "--min-psnr",
