@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int_at_least(1),
         default=None,
         metavar="N",
-        help="calibration tiles (256x256, spread over the images; default: 8)",
+        help="at most this many calibration tiles (256x256, non-overlapping, round-robin over "
+        "the images; default: 8; the default set holds 4)",
     )
     p.add_argument(
         "--target",
