@@ -41,11 +41,15 @@ class Case:
     height: int
     width: int
     device: str
+    model: str | None = None
+    """A given ONNX file (``bench --model``, e.g. a ``saphnet quantize`` output) run
+    instead of an export made here."""
 
     @property
     def label(self) -> str:
         op = "" if self.pdf_op == "-" else f" {self.pdf_op}"
-        return f"{self.backend}{op} {self.precision} {self.device}"
+        given = f" ({Path(self.model).name})" if self.model else ""
+        return f"{self.backend}{op} {self.precision} {self.device}{given}"
 
 
 @dataclass
@@ -178,6 +182,8 @@ class Artifacts:
 
 def prepare(case: Case, artifacts: Artifacts) -> Path | None:
     """Export or build what the case runs (in this process, outside its measurement)."""
+    if case.model is not None:
+        return Path(case.model)
     if case.backend == "onnxruntime":
         return artifacts.onnx(case.pdf_op, case.precision)
     if case.backend == "tensorrt":
@@ -283,7 +289,8 @@ def to_markdown(report: BenchReport) -> str:
     ]
     for r in report.results:
         c = r.case
-        head = f"| {c.height}x{c.width} | {c.backend} | {c.pdf_op} | {c.precision} | {c.device} |"
+        given = f" ({Path(c.model).name})" if c.model else ""
+        head = f"| {c.height}x{c.width} | {c.backend}{given} | {c.pdf_op} | {c.precision} | {c.device} |"
         if r.error:
             lines.append(f"{head} failed: {r.error} | | | | | |")
             continue
@@ -391,6 +398,31 @@ def plan_cases(
                 if backend == "tensorrt" and device != "cuda":
                     continue
                 cases += [Case(backend, precision, op, h, w, device) for op in pdf_ops]
+    return cases
+
+
+def model_cases(
+    paths: Sequence[str | os.PathLike[str]], sizes: Sequence[tuple[int, int]], device: str
+) -> list[Case]:
+    """One ONNX Runtime case per given file and size, its precision and op form read
+    from the file's metadata (a file not made by saphnet is a one-line error)."""
+    from ..errors import SaphnetError
+    from ..export.metadata import read_metadata
+
+    cases = []
+    for path in paths:
+        if Path(path).suffix != ".onnx" or not Path(path).is_file():
+            raise SaphnetError(f"bench --model takes existing .onnx files; {path} is not one")
+        try:
+            meta = read_metadata(path)
+        except KeyError as exc:
+            raise SaphnetError(
+                f"{path} has no saphnet metadata ({exc.args[0]}); export it with saphnet export"
+            ) from None
+        cases += [
+            Case("onnxruntime", meta.precision, meta.pdf_op, h, w, device, str(path))
+            for h, w in sizes
+        ]
     return cases
 
 

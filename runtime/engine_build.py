@@ -7,7 +7,10 @@ is registered, see :mod:`.pdf_layers`), then Polygraphy's ``CreateConfig`` ->
 * precision: TensorRT 10 builds FP16 from an FP32 network with the builder's FP16
   flag; TensorRT 11 builds only strongly typed networks, so FP16 must come from an
   FP16 ONNX file (``saphnet export --precision fp16``). An FP16 ONNX file is built
-  strongly typed on both. TF32 stays off so an FP32 engine is FP32.
+  strongly typed on both. TF32 stays off so an FP32 engine is FP32. INT8 comes from
+  the Q/DQ nodes of a ``saphnet quantize --target tensorrt`` file: TensorRT 10 builds
+  it with the INT8 and FP16 flags (unquantized layers, our plugin included, in FP16),
+  TensorRT 11 strongly typed from the Q/DQ types.
 * the optimization profile (trtexec-style shapes), the timing cache, the workspace;
 * the plugin library, registered before parsing; with it the parser gets the model
   without the PDFConv function and every PDFConv node must become our plugin layer
@@ -59,6 +62,9 @@ class OnnxSummary:
     """Static sizes as ints, dynamic ones as their names."""
     fp16: bool
     pdf: PdfOps = field(default_factory=PdfOps)
+    qdq: str | None = None
+    """Its explicit quantization: None, ``int8`` (symmetric, what TensorRT takes) or
+    ``uint8`` (ONNX Runtime CPU's asymmetric activations)."""
     """Its PDF ops: saphnet::PDFConv nodes (which the plugin implements) and the others."""
 
     @property
@@ -78,7 +84,20 @@ def inspect_onnx(path: Path) -> OnnxSummary:
         t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer
     )
     name_pdf_nodes(model)  # as parse_onnx hands them to the parser (layers take node names)
-    return OnnxSummary(name, dims, fp16, pdf_ops(model))
+    return OnnxSummary(name, dims, fp16, pdf_ops(model), qdq_types(model))
+
+
+def qdq_types(model: onnx.ModelProto) -> str | None:
+    """``uint8`` when any QuantizeLinear has a uint8 zero point, ``int8`` when the file
+    has Q/DQ nodes otherwise, None without them."""
+    quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    if not quantize:
+        return None
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    unsigned = any(
+        len(n.input) > 2 and types.get(n.input[2]) == onnx.TensorProto.UINT8 for n in quantize
+    )
+    return "uint8" if unsigned else "int8"
 
 
 def default_profile(summary: OnnxSummary) -> Profile:
@@ -122,8 +141,8 @@ def build_engine(
     """Build, write ``engine_path`` and its sidecar atomically, return ``engine_path``."""
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if options.precision not in ("fp32", "fp16"):
-        raise SaphnetError(f"precision {options.precision!r} is not fp32 or fp16")
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise SaphnetError(f"precision {options.precision!r} is not fp32, fp16 or int8")
     check_writable(engine_path, options.force)
     check_writable(sidecar_path(engine_path), options.force)
     summary = inspect_onnx(onnx_path)
@@ -180,7 +199,13 @@ def build_engine(
         "building %s (%s, %s) for %s, shapes %s, PDF layers: %s",
         engine_path.name,
         options.precision,
-        "strongly typed" if strongly_typed else "FP16 builder flag" if fp16_flag else "FP32",
+        "strongly typed"
+        if strongly_typed
+        else "INT8 + FP16 builder flags"
+        if fp16_flag and options.precision == "int8"
+        else "FP16 builder flag"
+        if fp16_flag
+        else "FP32",
         env.gpu_name,
         " ".join(profile.trtexec().values()),
         implementation,
@@ -275,6 +300,7 @@ def serialize_network(
     cache = str(options.timing_cache) if options.timing_cache else None
     config = CreateConfig(
         fp16=fp16_flag,
+        int8=fp16_flag and options.precision == "int8",  # explicit Q/DQ: no calibrator
         tf32=False,
         profiles=[trt_profile],
         load_timing_cache=cache,
@@ -291,8 +317,11 @@ def serialize_network(
 def _precision_mode(
     trt: object, summary: OnnxSummary, precision: str, onnx_path: Path
 ) -> tuple[bool, bool]:
-    """(strongly_typed, fp16_flag) for this TensorRT and ONNX file, or a one-line error."""
+    """(strongly_typed, fp16_flag) for this TensorRT and ONNX file, or a one-line error;
+    an INT8 build on TensorRT 10 sets the INT8 flag beside the FP16 one."""
     strongly_required = not has_fp16_flag(trt)
+    if summary.qdq is not None or precision == "int8":
+        return _int8_mode(summary, precision, onnx_path, strongly_required)
     if summary.fp16:
         if precision != "fp16":
             raise SaphnetError(
@@ -307,3 +336,25 @@ def _precision_mode(
             )
         return False, True
     return strongly_required, False
+
+
+def _int8_mode(
+    summary: OnnxSummary, precision: str, onnx_path: Path, strongly_required: bool
+) -> tuple[bool, bool]:
+    """INT8 from a tensorrt-target quantized file: strongly typed where TensorRT
+    requires it (11), else the INT8 + FP16 flags (10)."""
+    if summary.qdq is None:
+        raise SaphnetError(
+            f"{onnx_path.name} has no Q/DQ nodes; run saphnet quantize {onnx_path.name} -o "
+            "int8.onnx --target tensorrt and build that with --precision int8"
+        )
+    if summary.qdq == "uint8":
+        raise SaphnetError(
+            f"{onnx_path.name} was quantized for ONNX Runtime CPU (uint8 activations); TensorRT "
+            "takes symmetric INT8: run saphnet quantize --target tensorrt"
+        )
+    if precision != "int8":
+        raise SaphnetError(
+            f"{onnx_path.name} is an INT8 model (Q/DQ nodes); build it with --precision int8"
+        )
+    return (True, False) if strongly_required else (False, True)

@@ -493,3 +493,85 @@ def test_pdfconv_nodes_without_unique_names_still_count_as_our_plugin(
     assert [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "PDFConv"][:4] == [
         "", "", "twice", "twice"
     ]  # fmt: skip
+
+
+def test_int8_precision_rules_for_tensorrt_10_and_11() -> None:
+    int8 = OnnxSummary("input", (), fp16=False, qdq="int8")
+    trt10, trt11 = _fake_trt("10.3.0", True), _fake_trt("11.1.0", False)
+    path = Path("m.onnx")
+    assert _precision_mode(trt10, int8, "int8", path) == (False, True)  # INT8 + FP16 flags
+    assert _precision_mode(trt11, int8, "int8", path) == (True, False)  # from the Q/DQ types
+    with pytest.raises(SaphnetError, match=r"saphnet quantize m\.onnx"):
+        _precision_mode(trt10, OnnxSummary("input", (), fp16=False), "int8", path)
+    with pytest.raises(SaphnetError, match="--target tensorrt"):
+        _precision_mode(trt11, OnnxSummary("input", (), fp16=False, qdq="uint8"), "int8", path)
+    with pytest.raises(SaphnetError, match="--precision int8"):
+        _precision_mode(trt10, int8, "fp16", path)
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny export quantized for each target (every layer INT8, one random tile)."""
+    from saphnet.export.quantize import quantize_onnx
+
+    tile = [np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)]
+    folder = tmp_path_factory.mktemp("int8")
+    for target in ("tensorrt", "cpu"):
+        quantize_onnx(tiny_onnx, folder / f"{target}.onnx", tile, target, min_psnr=None)
+    return {target: folder / f"{target}.onnx" for target in ("tensorrt", "cpu")}
+
+
+def test_int8_build_keeps_our_plugin_and_sets_the_precision(
+    trt_build, tiny_int8: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saphnet.export.op_forms import count_pdf_nodes
+    from saphnet.runtime import engine_build
+    from saphnet.runtime.sidecar import read_sidecar
+
+    trt, library = trt_build
+    seen = {}
+    if hasattr(trt, "events"):  # the fake: record what the build step would be given
+
+        def serialize(trt_, parsed, profile, options, fp16_flag, name):
+            seen.update(precision=options.precision, fp16_flag=fp16_flag, flags=parsed[1].flags)
+            return memoryview(b"engine")
+
+        monkeypatch.setattr(engine_build, "serialize_network", serialize)
+    engine = tmp_path / "m.engine"
+    args = ["build", str(tiny_int8["tensorrt"]), "-o", str(engine), "--shapes", SMALL]
+    assert main([*args, "--plugins", str(library), "--precision", "int8"]) == 0
+    nodes = count_pdf_nodes(onnx.load(str(tiny_int8["tensorrt"])))
+    sidecar = read_sidecar(engine)
+    assert sidecar.precision == "int8"
+    assert (sidecar.pdf_implementation, sidecar.pdf_plugin_layers) == ("plugin", nodes)
+    if seen:
+        strongly_typed = version_tuple(trt.__version__) >= (11,)
+        assert seen["fp16_flag"] is not strongly_typed and seen["precision"] == "int8"
+        assert bool(seen["flags"]) is strongly_typed
+        assert sidecar.strongly_typed is strongly_typed
+    cpu = ["build", str(tiny_int8["cpu"]), "-o", str(tmp_path / "c.engine"), "--shapes", SMALL]
+    assert main([*cpu, "--plugins", str(library), "--precision", "int8"]) == 2
+
+
+def test_serialize_network_asks_polygraphy_for_int8_and_fp16(monkeypatch) -> None:
+    """TensorRT 10: explicit Q/DQ with the INT8 and FP16 flags and no calibrator."""
+    import polygraphy.backend.trt as poly
+
+    from saphnet.runtime import engine_build
+    from saphnet.runtime.engine_build import BuildOptions
+
+    made = {}
+
+    def create_config(**kwargs):
+        made.update(kwargs)
+        return kwargs
+
+    monkeypatch.setattr(poly, "CreateConfig", create_config)
+    monkeypatch.setattr(poly, "EngineBytesFromNetwork", lambda parsed, config, **k: lambda: b"e")
+    profile = parse_profile(SMALL, "input")
+    for precision, fp16_flag, int8 in (("int8", True, True), ("int8", False, False)):
+        engine_build.serialize_network(
+            types.SimpleNamespace(), (None,) * 3, profile, BuildOptions(precision), fp16_flag, "m"
+        )
+        assert (made["fp16"], made["int8"]) == (fp16_flag, int8)
+        assert "calibrator" not in made

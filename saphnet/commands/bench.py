@@ -84,6 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--iters", type=int_at_least(1), default=20, help="timed calls per case (default 20)"
     )
     p.add_argument(
+        "--model",
+        nargs="+",
+        type=Path,
+        metavar="FILE.onnx",
+        help="time these ONNX files (e.g. saphnet quantize outputs) on ONNX Runtime, only "
+        "them unless --backends is given too (default: none, exports made here)",
+    )
+    p.add_argument(
         "--weights",
         type=Path,
         metavar="FILE",
@@ -128,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..files import check_writable
-    from ..runtime.bench import plan_cases, run_bench, write_report
+    from ..runtime.bench import model_cases, plan_cases, run_bench, write_report
     from ..runtime.torch_backend import load_model
 
     device = (
@@ -138,7 +146,13 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.output / name, args.force)
     precisions = args.precisions or (["fp32", "fp16"] if device == "cuda" else ["fp32"])
     backends = args.backends or [b for b in BACKENDS if device == "cuda" or b != "torch-compile"]
-    cases = plan_cases(_available(backends, device), precisions, args.pdf_ops, args.sizes, device)
+    given = model_cases(args.model or [], args.sizes, device)
+    planned = not args.model or args.backends
+    cases = given + (
+        plan_cases(_available(backends, device), precisions, args.pdf_ops, args.sizes, device)
+        if planned
+        else []
+    )
     model = load_model(args.weights)
     with tqdm(total=len(cases), unit="case", desc="bench", disable=None) as bar:
         report = run_bench(

@@ -19,7 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", type=Path, required=True, metavar="MODEL.engine", help="engine to write"
     )
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="default fp32")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="int8 takes a saphnet quantize --target tensorrt file (default fp32)",
+    )
     p.add_argument(
         "--shapes",
         metavar="[NAME:]MIN:OPT:MAX",

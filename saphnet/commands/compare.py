@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ("--min-psnr-fp16", 45.0, "FP16 files: min PSNR dB"),
         ("--min-ssim", 0.999, "FP32 files: min SSIM"),
         ("--min-ssim-fp16", 0.99, "FP16 files: min SSIM"),
+        ("--max-abs-int8", 0.25, "INT8 files (saphnet quantize): max abs error"),
+        ("--min-psnr-int8", 35.0, "INT8 files: min PSNR dB"),
+        ("--min-ssim-int8", 0.98, "INT8 files: min SSIM"),
     ):
         p.add_argument(
             option, type=float_at_least(0), default=default, help=what + " (default: %(default)s)"
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = {
         "fp32": Thresholds(args.max_abs, args.min_psnr, args.min_ssim),
         "fp16": Thresholds(args.max_abs_fp16, args.min_psnr_fp16, args.min_ssim_fp16),
+        "int8": Thresholds(args.max_abs_int8, args.min_psnr_int8, args.min_ssim_int8),
     }
     reports = compare_models(reference, args.models, images, thresholds, args.providers)
     print(format_table(reports))
