@@ -62,10 +62,10 @@ class OnnxSummary:
     """Static sizes as ints, dynamic ones as their names."""
     fp16: bool
     pdf: PdfOps = field(default_factory=PdfOps)
+    """Its PDF ops: saphnet::PDFConv nodes (which the plugin implements) and the others."""
     qdq: str | None = None
     """Its explicit quantization: None, ``int8`` (symmetric, what TensorRT takes) or
     ``uint8`` (ONNX Runtime CPU's asymmetric activations)."""
-    """Its PDF ops: saphnet::PDFConv nodes (which the plugin implements) and the others."""
 
     @property
     def custom_op(self) -> bool:
