@@ -36,6 +36,9 @@ from ..model import SAPHNet
 from .onnxruntime_backend import OnnxRuntimeBackend
 
 log = logging.getLogger(__name__)
+# Plain text, as every saphnet line: with colours on, Polygraphy's first message is a
+# warning that the optional 'colored' module is missing, which compare's users cannot act on.
+G_LOGGER.colors = False
 
 INPUT = "input"
 OUTPUT = "output"
