@@ -62,19 +62,34 @@ def split_budget(trainer: Trainer, heldout_count: int, spent_s: float, onnx: boo
     spent = spent_s + per_image
     training = max(budget - spent - evaluation, MIN_TRAINING_S)
     trainer.settings = dataclasses.replace(trainer.settings, time_budget_s=training)
-    log.info(
-        "time budget %s: %s set-up, %s for the held-out evaluation (%d images, %s each "
-        "measured), %s for training and validation%s",
-        format_duration(budget),
-        format_duration(spent),
-        format_duration(evaluation),
-        heldout_count,
-        format_duration(per_image),
-        format_duration(training),
-        "; the ONNX export of the final weights runs after the budget (--no-onnx skips it)"
-        if onnx
-        else "",
-    )
+    export = "; the ONNX export of the final weights runs after the budget (--no-onnx skips it)"
+    export = export if onnx else ""
+    over = spent + evaluation + MIN_TRAINING_S - budget
+    if over > 0:
+        log.warning(
+            "time budget %s is too short: set-up took %s and the held-out evaluation will "
+            "take about %s (%d images, %s each measured; --heldout-count lowers it), so the "
+            "run will take about %s beyond it, plus one training step and its validation%s",
+            format_duration(budget),
+            format_duration(spent),
+            format_duration(evaluation),
+            heldout_count,
+            format_duration(per_image),
+            format_duration(over),
+            export,
+        )
+    else:
+        log.info(
+            "time budget %s: %s set-up, %s for the held-out evaluation (%d images, %s each "
+            "measured), %s for training and validation%s",
+            format_duration(budget),
+            format_duration(spent),
+            format_duration(evaluation),
+            heldout_count,
+            format_duration(per_image),
+            format_duration(training),
+            export,
+        )
     return {
         "total_s": budget,
         "setup_s": round(spent, 3),
