@@ -196,3 +196,31 @@ def test_polygraphy_logs_without_the_colored_module_warning() -> None:
     )
     output = result.stdout + result.stderr
     assert "probe" in output and "colored" not in output
+
+
+# --- the README's measured tables are the benchmarks' results -----------------------
+
+
+def _readme_tables():
+    import importlib.util
+
+    path = README.parent / "benchmarks" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_are_what_the_results_files_hold() -> None:
+    """The README's serving figures had drifted from a fresh run; now they are copied
+    from benchmarks/results/ by benchmarks/readme_tables.py."""
+    tables = _readme_tables()
+    text = README.read_text()
+    assert tables.render(text) == text, "run python benchmarks/readme_tables.py"
+    for name in tables.BLOCKS:
+        start = text.index(f"<!-- results: {name} ")
+        assert "| " in text[start : text.index(f"<!-- end of results: {name} -->")]
+    edited = text.replace(
+        "<!-- end of results: serving -->", "| 99.9 |\n<!-- end of results: serving -->"
+    )
+    assert tables.render(edited) == text  # a hand edit is overwritten, so --check fails on it
