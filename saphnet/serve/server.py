@@ -221,18 +221,29 @@ def write_serve_repository(folder: Path, options: ServeOptions) -> tuple[Path, i
     return folder / "repository", max_batch, params["backend"]
 
 
+EXPECTED_ERRORS = ("NVML",)
+"""Error lines of tritonserver that say nothing to act on: without an NVIDIA driver
+its GPU metrics cannot start ("Failed to initialize NVML"), and a CPU model needs none."""
+
+
 def _forward_log(stream: IO[bytes], tail: deque[str]) -> None:
     """tritonserver's log into ours at DEBUG (``saphnet -v serve`` shows it), its errors
-    at ERROR; the last lines are kept for the one-line start-up error."""
+    at ERROR but for :data:`EXPECTED_ERRORS`; the last lines are kept for the one-line
+    start-up error."""
     for raw in stream:
         line = raw.decode(errors="replace").rstrip()
         tail.append(line)
-        log.log(logging.ERROR if line.startswith("E") else logging.DEBUG, "tritonserver: %s", line)
+        error = line.startswith("E") and not any(e in line for e in EXPECTED_ERRORS)
+        log.log(logging.ERROR if error else logging.DEBUG, "tritonserver: %s", line)
 
 
 def _reason(tail: deque[str]) -> str:
     """The telling line of a failed start (Triton's error lines, else its last line)."""
-    errors = [line for line in tail if line.startswith("E") or "Error" in line]
+    errors = [
+        line
+        for line in tail
+        if (line.startswith("E") or "Error" in line) and not any(e in line for e in EXPECTED_ERRORS)
+    ]
     line = (errors or list(tail) or ["no output"])[-1]
     return line.split("] ", 1)[-1]  # drop Triton's "E1206 12:00:00.0 123 file.cc:45] "
 
