@@ -56,10 +56,12 @@ def test_train_takes_o_for_its_run_folder() -> None:
     assert args.out == "runs/x" and args.preset is None  # the device picks the preset
 
 
-def test_default_preset_follows_the_device() -> None:
-    from saphnet.train.presets import default_preset
+def test_default_preset_and_pool_follow_the_device() -> None:
+    from saphnet.train.presets import default_pool_size, default_preset
 
     assert default_preset("cuda") == "paper" and default_preset("cpu") == "small"
+    assert default_pool_size("cuda") == 2048 and default_pool_size("cpu") == 256
+    assert build_parser().parse_args(["train", "--synthetic"]).pool_size is None
 
 
 # --- --tile: valid, distinct suggestions; the minimum in --help -------------------
