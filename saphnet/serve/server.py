@@ -293,8 +293,11 @@ def serve(options: ServeOptions) -> None:
         )
         tail: deque[str] = deque(maxlen=50)
         with _sigterm_as_interrupt():
+            # In the work folder: the model's Python imports saphnet, and a source
+            # checkout's saphnet/ in the caller's folder (which lacks saphnet.runtime,
+            # mapped from runtime/ only by the install) would shadow the installed one.
             process = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             reader = threading.Thread(target=_forward_log, args=(process.stdout, tail), daemon=True)
             reader.start()
