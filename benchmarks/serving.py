@@ -60,8 +60,8 @@ def deblur_loop(model: Path, size: tuple[int, int], requests: int) -> dict[str, 
 
 
 def start_with_retry(command: list[str], stem: Path, attempts: int = 3) -> ServerProcess:
-    """Start a server; again when it fails to load (PyTriton's one-second instance
-    handshake can time out on a busy 2-core machine)."""
+    """Start a server; again when it fails to load (a start can time out on a busy
+    2-core machine)."""
     for attempt in range(1, attempts):
         try:
             return start(command, stem.with_suffix(f".{attempt}.log"))

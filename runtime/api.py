@@ -44,7 +44,26 @@ def _ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def _cuda_driver_sees_a_gpu() -> bool:
+    """Whether the CUDA driver (``libcuda``, through ctypes) reports a device: a check
+    that costs no import of torch, whose ~190 MB would break ``saphnet deblur``'s 1 GB
+    budget on every CPU machine where auto then picks ONNX Runtime."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return False
+    return count.value > 0
+
+
 def _torch_has_cuda() -> bool:
+    """Whether PyTorch runs on CUDA here; torch is imported only where a GPU is."""
+    if not _cuda_driver_sees_a_gpu():
+        return False
     try:
         import torch
     except ImportError:
@@ -158,14 +177,15 @@ def open_backend(
 
 def _auto_for_weights(device: str) -> str:
     """The first of :data:`AUTO_ORDER` that runs from weights here (no engine given)."""
-    available = {
-        "onnxruntime-cuda": device in ("auto", "cuda") and _ort_has_cuda(),
-        "torch-cuda": device in ("auto", "cuda") and _torch_has_cuda(),
-        "onnxruntime-cpu": device in ("auto", "cpu"),
-        "torch-cpu": device in ("auto", "cpu"),
+    # Checked lazily, in order: nothing is imported to rule out a backend already beaten.
+    available: dict[str, Callable[[], bool]] = {
+        "onnxruntime-cuda": lambda: device in ("auto", "cuda") and _ort_has_cuda(),
+        "torch-cuda": lambda: device in ("auto", "cuda") and _torch_has_cuda(),
+        "onnxruntime-cpu": lambda: device in ("auto", "cpu"),
+        "torch-cpu": lambda: device in ("auto", "cpu"),
     }
     for name in AUTO_ORDER:
-        if available.get(name):
+        if name in available and available[name]():
             log.info("auto backend: %s", name)
             return "onnxruntime" if name.startswith("onnxruntime") else "torch"
     raise SaphnetError(f"no backend runs on device {device!r}; use --device cpu")
@@ -342,11 +362,13 @@ def _checked(backend: Backend) -> Callable[[np.ndarray], np.ndarray]:
                 )
             else:
                 cause = (
-                    "the model's weights hold NaN/Inf (a diverged or damaged checkpoint); "
+                    "likely causes: weights that hold NaN/Inf, or finite weights so large "
+                    "that activations overflow (a diverged, damaged or untrained checkpoint); "
                     "re-export from good weights"
                 )
             raise NonFiniteError(
-                f"the network output {bad} NaN/Inf values from a finite input: {cause}; nothing written"
+                f"the network's activations became non-finite: {bad} NaN/Inf output values "
+                f"from a finite input; {cause}; nothing written"
             )
         return out
 

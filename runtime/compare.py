@@ -38,6 +38,9 @@ from .onnxruntime_backend import OnnxRuntimeBackend
 from .tiling import pad_to_multiple
 
 log = logging.getLogger(__name__)
+# Plain text, as every saphnet line: with colours on, Polygraphy's first message is a
+# warning that the optional 'colored' module is missing, which compare's users cannot act on.
+G_LOGGER.colors = False
 
 INPUT = "input"
 OUTPUT = "output"

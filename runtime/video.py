@@ -143,14 +143,17 @@ class _Source:
     def rate(self) -> Fraction:
         return self.video.average_rate or self.video.guessed_rate or Fraction(25)
 
-    def frame_count(self) -> int | None:
-        """Frames the container declares, else an estimate from duration x rate."""
+    def declared_frames(self) -> int | None:
+        """Frames the stream header counts, else those its duration holds at its rate
+        (Matroska declares no count), rounded down: what a complete file decodes at
+        least. The container's duration counts only where the video is its one stream
+        (audio may run longer than the video)."""
         if self.video.frames:
             return int(self.video.frames)
         if self.video.duration and self.video.time_base:
-            return round(float(self.video.duration * self.video.time_base * self.rate))
-        if self.container.duration:
-            return round(self.container.duration / 1e6 * float(self.rate))
+            return int(self.video.duration * self.video.time_base * self.rate)
+        if self.container.duration and len(self.container.streams) == 1:
+            return int(self.container.duration / 1e6 * float(self.rate))
         return None
 
     def close(self) -> None:
@@ -590,6 +593,7 @@ def deblur_video(
     force: bool = False,
     fingerprint: dict[str, object] | None = None,
     progress: bool = True,
+    allow_truncated: bool = False,
 ) -> VideoResult:
     """Deblur ``src`` into ``output`` frame by frame (see the module docstring).
 
@@ -597,6 +601,11 @@ def deblur_video(
     run must match it and the source file, so frames from two setups never mix.
     ``resume`` continues the run left in ``OUTPUT.partial/``; without it an existing
     partial run or output is refused unless ``force`` starts over.
+
+    When fewer frames decode than the container declares (a file cut off or damaged),
+    nothing is written and a one-line error gives both counts, unless
+    ``allow_truncated``; the deblurred frames stay in ``OUTPUT.partial/``, so a rerun
+    with ``resume`` and ``allow_truncated`` only joins them.
     """
     from tqdm import tqdm
 
@@ -627,6 +636,7 @@ def deblur_video(
         if done:
             log.info("%s: resuming after %d finished frames", output, done)
         computed = _encode(av, source, plan, options, folder, state, frame_fn, progress, tqdm)
+        declared = source.declared_frames()
     finally:
         source.close()
     segments = state["segments"]
@@ -634,6 +644,17 @@ def deblur_video(
     if total == 0:
         shutil.rmtree(folder)
         raise SaphnetError(f"{source.path}: holds no decodable video frames")
+    if declared is not None and total < declared:
+        message = (
+            f"{source.path}: the container declares {declared} frames but {total} decoded "
+            "(the file is cut off or damaged)"
+        )
+        if not allow_truncated:
+            raise SaphnetError(
+                f"{message}; nothing written: pass --allow-truncated to write the {total} "
+                "frames (with --resume, the deblurred ones are reused)"
+            )
+        log.warning("%s; writing the %d frames (--allow-truncated)", message, total)
     audio = _join(av, source.path, folder, segments, output, plan, force)
     shutil.rmtree(folder)
     result = VideoResult(
@@ -716,7 +737,7 @@ def _encode(
         pending.clear()
 
     bar = tqdm(
-        total=source.frame_count(),
+        total=source.declared_frames(),
         unit="frame",
         desc=source.path.name,
         disable=None if progress else True,

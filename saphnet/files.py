@@ -15,14 +15,23 @@ from .errors import SaphnetError
 log = logging.getLogger(__name__)
 
 
-def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
-    """Refuse to overwrite without ``force``; make sure the folder exists and is writable."""
+def check_writable(path: str | os.PathLike[str], force: bool, create: bool = True) -> Path:
+    """Refuse to overwrite without ``force``; make sure the folder exists and is writable.
+
+    ``create=False`` only checks that the folder could be made (its nearest existing
+    ancestor is a writable folder), for a check made before work that may still fail:
+    a run that writes nothing leaves no empty folder behind."""
     target = Path(path)
     if target.exists() and not force:
         raise SaphnetError(f"{target} exists; pass --force to overwrite it")
     if target.is_dir():
         raise SaphnetError(f"{target} is a folder; give a file path")
     parent = target.parent if str(target.parent) else Path(".")
+    if not create:
+        existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise SaphnetError(f"cannot create folder {parent} in {existing}; choose another path")
+        return target
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

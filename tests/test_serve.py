@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +25,15 @@ from PIL import Image  # noqa: E402
 
 from saphnet.cli import main  # noqa: E402
 from saphnet.serve.loadtest import load_images  # noqa: E402
-from saphnet.serve.process import HOST, STOP_TIMEOUT_S, ServerProcess, serve_command, start  # noqa: E402
+from saphnet.serve.process import (  # noqa: E402
+    HOST,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    ServerProcess,
+    free_ports,
+    serve_command,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +151,84 @@ BAD = [
 ]
 
 
+def _post(server: ServerProcess, shape: tuple[int, ...]) -> tuple[int, str]:
+    """A raw KServe v2 JSON request of zeros: the HTTP status and body a client gets."""
+    request = {"name": "image", "shape": list(shape), "datatype": "UINT8"}
+    request["data"] = [0] * int(np.prod(shape))
+    req = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/saphnet/infer",
+        json.dumps({"inputs": [request]}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 8, 8, 3), "image 8x8 has a side under 16 px; send at least 16x16"),
+        ((1, 16, 9000, 3), f"has a side over this server's limit of {MAX_SIZE} px"),
+        ((1, 0, 0, 3), "image 0x0 has a side under 16 px"),
+    ],
+)
+def test_requests_the_model_cannot_take_are_400s_without_traceback(
+    server: ServerProcess, shape: tuple[int, ...], message: str
+) -> None:
+    """They were 500s carrying the server's Python traceback and paths (issue 20, item 4)."""
+    status, body = _post(server, shape)
+    error = json.loads(body)["error"]
+    assert status == 400, body
+    assert message in error
+    assert "Traceback" not in error and "\n" not in error and ".py" not in error
+    assert str(Path(__file__).resolve().parent.parent) not in error
+    assert _post(server, (1, 16, 16, 3))[0] == 200  # and the server goes on serving
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None  # not listening yet
+
+
+def test_health_is_ready_only_once_the_model_is(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Polling both endpoints through start-up: /v2/health/ready never answers 200 while
+    the model is not ready (a readiness probe on it would send failing traffic)."""
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = serve_command("--model", str(tiny_onnx), "--host", HOST)
+    command += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    command += ["--metrics-port", str(metrics_port)]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        process = subprocess.Popen(
+            command, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    srv = ServerProcess(process, http_port, grpc_port, metrics_port, log)
+    base = f"http://{srv.http_url}/v2"
+    seen = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and process.poll() is None:
+            health = _status(f"{base}/health/ready")
+            model = _status(f"{base}/models/saphnet/ready")
+            seen.append((health, model))
+            assert not (health == 200 and model != 200), seen
+            if model == 200:
+                break
+            time.sleep(0.05)
+    finally:
+        assert srv.stop() == 0, srv.log_tail()
+    assert seen[-1] == (200, 200), srv.log_tail()
+    assert seen[0] != (200, 200)  # polled from before the server listened
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_bad_requests_get_errors_and_the_server_keeps_serving(
     server: ServerProcess, protocol: str
@@ -194,7 +283,9 @@ def test_loadtest_checks_tiled_answers_under_the_servers_budget(
 
 def test_sigterm_stops_the_server_cleanly(server: ServerProcess) -> None:
     assert server.stop() == 0
-    assert "server stopped" in server.log.read_text()
+    text = server.log.read_text()
+    assert "server stopped" in text
+    assert "NVML" not in text  # tritonserver's own log is for -v; nothing to act on on a CPU
 
 
 def test_ctrl_c_stops_the_server_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:

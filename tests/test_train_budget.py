@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 
 import numpy as np
@@ -19,7 +20,8 @@ from saphnet.model import SAPHNet
 from saphnet.ops import available_backends
 from saphnet.train.budget import cosine_lr, parse_duration
 from saphnet.train.device import amp_dtype, pdf_backends, pick_device
-from saphnet.train.finish import EVAL, FINAL, ONNX, SUMMARY
+from saphnet.train.finish import EVAL, FINAL, MIN_TRAINING_S, ONNX, SUMMARY
+from saphnet.train.presets import SMALL_CONFIG
 from saphnet.train.settings import TrainSettings
 from saphnet.train.trainer import HISTORY, Trainer
 
@@ -175,13 +177,13 @@ def test_channels_last_training_matches_contiguous(tmp_path, tiny_config) -> Non
 
 
 @pytest.mark.slow
-def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys) -> None:
+def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys, caplog) -> None:
+    """Without --preset a CPU run takes the small network (issue 20, item 7), and the
+    budget bounds set-up, training and the held-out evaluation together."""
     out = tmp_path / "run"
     argv = [
         "train",
         "--synthetic",
-        "--preset",
-        "small",
         "--widths",
         "8,16,32",
         "--time-budget",
@@ -204,10 +206,18 @@ def test_budgeted_cli_run_stops_saves_evaluates_and_exports(tmp_path, capsys) ->
         "--out",
         str(out),
     ]
-    assert main(argv) == 0
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert "preset small: the default on a CPU" in caplog.text
+    assert "the ONNX export of the final weights runs after the budget" in caplog.text
     summary = json.loads((out / SUMMARY).read_text())
+    assert summary["config"]["pdf_kernel"] == SMALL_CONFIG.pdf_kernel
+    split = summary["time_budget"]
+    assert split["total_s"] == 5.0 and split["heldout_s"] > 0
+    left = 5.0 - split["setup_s"] - split["heldout_s"]
+    assert split["training_s"] == pytest.approx(max(left, MIN_TRAINING_S), abs=1e-2)
     t = summary["throughput"]
-    assert 5.0 <= summary["last_step_s"] <= 5.0 + t["max_step_s"]
+    assert split["training_s"] <= summary["last_step_s"] <= split["training_s"] + t["max_step_s"]
     assert t["steps_per_s"] > 0 and t["images_per_s"] == pytest.approx(t["steps_per_s"])
     assert summary["files"] == {"weights": FINAL, "eval": EVAL, "onnx": ONNX}
     assert summary["mixed_precision"] is None and summary["device"] == "cpu"

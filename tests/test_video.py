@@ -500,3 +500,44 @@ def test_cli_defaults_match_the_library_and_import_no_numpy() -> None:
     code = "import sys, saphnet.cli as c; c.build_parser(); print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _all_intra_mkv(path: Path, frames: int = 12) -> Path:
+    """A video-only Matroska clip of keyframes only (every frame decodes on its own)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "0", "g": "1"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(_picture(i), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_truncated_video_is_an_error_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clip cut off halfway used to give exit 0 and a shorter video, no warning
+    (issue 20, item 8)."""
+    src = _all_intra_mkv(tmp_path / "cut.mkv")
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    decodable = len(decoded(src))
+    assert 0 < decodable < 12
+    dst = tmp_path / "out.mkv"
+    assert _cli(monkeypatch, CountingBackend(), str(src), "-o", str(dst)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"saphnet deblur: {src}: the container declares 12 frames but {decodable} decoded "
+        "(the file is cut off or damaged); nothing written: pass --allow-truncated to write "
+        f"the {decodable} frames (with --resume, the deblurred ones are reused)"
+    ]
+    assert not dst.exists()
+    resumed = CountingBackend()
+    args = (str(src), "-o", str(dst), "--allow-truncated", "--resume")
+    assert _cli(monkeypatch, resumed, *args) == 0
+    assert resumed.calls == 0 and len(decoded(dst)) == decodable
+    complete = _all_intra_mkv(tmp_path / "whole.mkv")  # a complete clip is no warning
+    assert _cli(monkeypatch, CountingBackend(), str(complete), "-o", str(tmp_path / "w.mkv")) == 0
+    assert len(decoded(tmp_path / "w.mkv")) == 12

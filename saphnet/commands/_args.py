@@ -52,17 +52,32 @@ def device_name(text: str) -> str:
     return text
 
 
+MIN_TILE = 32
+"""The smallest ``--tile``: two of the network's 16-px padding blocks, so a tile keeps
+some image between its overlaps."""
+
+
 def tile_size(text: str) -> int:
     """An argparse type for ``--tile``: 0 (choose) or a multiple of 16 of at least 32.
 
     Tiles are multiples of 16 because the network pads every input to one: a 500-px
-    tile would run as 512 px and waste the padding on every tile."""
+    tile would run as 512 px and waste the padding on every tile. The error suggests
+    the valid sides nearest to the value given, each once."""
     value = int_at_least(0)(text)
-    if value and (value < 32 or value % 16):
-        lower, upper = max(32, value // 16 * 16), -(-value // 16) * 16
+    if value and (value < MIN_TILE or value % 16):
+        nearest = sorted({max(MIN_TILE, value // 16 * 16), max(MIN_TILE, -(-value // 16) * 16)})
         raise argparse.ArgumentTypeError(
-            f"{value} is not 0 or a multiple of 16 of at least 32 (try {lower} or {upper})"
+            f"{value} is not 0 or a multiple of 16 of at least {MIN_TILE} "
+            f"(try {' or '.join(map(str, nearest))})"
         )
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port; ports run from 1 to 65535")
     return value
 
 

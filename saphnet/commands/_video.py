@@ -67,6 +67,13 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
         help="continue an interrupted video run from OUT.partial/ without redoing "
         "finished frames (default: off)",
     )
+    g.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="write a video that decodes fewer frames than its container declares (cut "
+        "off or damaged), with a warning; without it such a video is an error "
+        "(default: off)",
+    )
 
 
 def video_inputs(inputs: list[str]) -> bool:
@@ -144,6 +151,7 @@ def run_videos(args: argparse.Namespace) -> int:
                     resume=args.resume,
                     force=args.force,
                     fingerprint=fingerprint,
+                    allow_truncated=args.allow_truncated,
                 )
             except SaphnetError as exc:
                 failures += 1

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from ..errors import SaphnetError, first_line
-from ._args import add_memory_budget, int_at_least, tile_size
+from ._args import MIN_TILE, add_memory_budget, int_at_least, tile_size
 from ._video import add_video_arguments, run_videos, video_inputs
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=tile_size,
         default=0,
         metavar="N",
-        help="tile side in pixels, a multiple of 16; 0 picks tiles from --memory-budget "
-        "(default: %(default)s)",
+        help=f"tile side in pixels, a multiple of 16 of at least {MIN_TILE}; 0 picks tiles "
+        "from --memory-budget (default: %(default)s)",
     )
     p.add_argument(
         "--tile-overlap",
@@ -240,7 +240,7 @@ def deblur_files(backend, pairs: list[tuple[Path, Path]], args: argparse.Namespa
     for src, dst in tqdm(pairs, unit="image", desc="deblur", disable=None):
         tiles = TileProgress(src.name)
         try:
-            check_writable(dst, args.force)
+            check_writable(dst, args.force, create=False)  # write_image makes it
             image = read_image(src)
             rgb = deblur(
                 backend, image.rgb, args.tile, args.tile_overlap, args.memory_budget, tiles

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..serve import DEFAULT_MAX_SIDE, MEMORY_BUDGET_MB
-from ._args import add_memory_budget, int_at_least
+from ._args import add_memory_budget, int_at_least, port
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,21 +46,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--http-port",
-        type=int_at_least(1),
+        type=port,
         default=8000,
         metavar="P",
         help="HTTP port (default: %(default)s)",
     )
     p.add_argument(
         "--grpc-port",
-        type=int_at_least(1),
+        type=port,
         default=8001,
         metavar="Q",
         help="gRPC port (default: %(default)s)",
     )
     p.add_argument(
         "--metrics-port",
-        type=int_at_least(1),
+        type=port,
         default=8002,
         metavar="R",
         help="metrics port (default: %(default)s)",

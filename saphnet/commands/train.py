@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainSettings()
     p = sub.add_parser(
         "train",
-        help="train SAPHNet (defaults: the paper's recipe; --preset gpu-short: 6 GPU minutes)",
+        help="train SAPHNet (defaults: the paper's recipe, the small network on a CPU; "
+        "--preset gpu-short: 6 GPU minutes)",
         description="Train SAPHNet. Data: --data DIR (GoPro-layout <seq>/blur, <seq>/sharp "
         "pairs, or a folder of sharp images blurred on the fly) and/or --synthetic (photos "
         "shipped by scikit-image and matplotlib, blurred on the fly; with --data DIR of "
@@ -78,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=192,
         help="side of held-out validation crops (default: %(default)s)",
     )
-    p.add_argument("--out", default="saphnet-run", help="run folder (default: %(default)s)")
+    p.add_argument("-o", "--out", default="saphnet-run", help="run folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--force", action="store_true", help="start over in a run folder that has a checkpoint"
@@ -108,10 +109,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     net.add_argument(
         "--preset",
         choices=tuple(PRESETS),
-        default="paper",
         help="paper: the full network; small: the shipped checkpoint's; gpu-short: a "
         "4.05 M-parameter network and recipe for about 6 minutes on one H100/H200 "
-        "(default: %(default)s)",
+        "(default: paper on a GPU, small on a CPU, where a step of the paper's network "
+        "takes minutes)",
     )
     net.add_argument(
         "--widths", type=_widths, help="three channel widths, e.g. 16,32,64 (default: the preset's)"
@@ -243,8 +244,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     speed.add_argument(
         "--pool-size",
         type=int_at_least(1),
-        default=2048,
-        help="--synthesis device: sharp windows kept on the device (default: %(default)s)",
+        help="--synthesis device: sharp windows kept on the device (default: 2048 on a GPU; "
+        "256 on a CPU, which draws fewer crops in a run than that and takes ~46 ms to cut "
+        "each)",
     )
     speed.add_argument(
         "--workers",
@@ -294,6 +296,7 @@ def recipe(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import time
     from pathlib import Path
 
     import torch
@@ -308,12 +311,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SaphnetError
     from ..files import check_writable
     from ..model import read_config
+    from ..train.budget import format_duration
     from ..train.device import describe, pick_device
-    from ..train.finish import finish_run
-    from ..train.presets import PRESETS
+    from ..train.finish import finish_run, split_budget
+    from ..train.presets import PRESETS, default_pool_size, default_preset
     from ..train.settings import TrainSettings
     from ..train.trainer import CHECKPOINT, Trainer
 
+    started = time.perf_counter()  # a time budget bounds the run from here
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {
@@ -329,6 +334,14 @@ def run(args: argparse.Namespace) -> int:
         overrides["use_offsets"] = False
     if args.init and args.resume:
         raise SaphnetError("--init and --resume exclude each other; --resume continues a run")
+    device = pick_device(args.device)
+    if args.preset is None and not args.init:
+        args.preset = default_preset(device.type)
+        log.info(
+            "preset %s: the default on %s (--preset names another)",
+            args.preset,
+            "a GPU" if device.type == "cuda" else "a CPU",
+        )
     try:
         base = read_config(args.init) if args.init else PRESETS[args.preset]
         config = dataclasses.replace(base, **overrides)
@@ -355,7 +368,6 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.export, args.force)
     if not (args.data or args.synthetic):
         raise SaphnetError("no training data: give --data DIR, --synthetic, or both")
-    device = pick_device(args.device)
     train_set = training_dataset(args.data, settings.crop, settings.seed, builtin=args.synthetic)
     if isinstance(train_set, SyntheticBlurDataset) and args.synthesis == "device":
         train_set = DeviceBlurBatches(
@@ -365,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
             settings.seed,
             device,
             train_set.settings,
-            pool_size=args.pool_size,
+            pool_size=args.pool_size or default_pool_size(device.type),
             min_scale=train_set.min_scale,
         )
     val_set = (
@@ -381,18 +393,29 @@ def run(args: argparse.Namespace) -> int:
             (out / "history.jsonl").unlink(missing_ok=True)
         if args.init:
             trainer.init_weights(args.init)
+    split = None
+    if settings.time_budget_s is not None:
+        split = split_budget(trainer, args.heldout_count, time.perf_counter() - started, args.onnx)
     log.info(
         "training %s on %s (%s), %d parameters, %s",
         args.init or args.preset,
         describe(device),
         " + ".join(filter(None, ["builtin photos" if args.synthetic else "", args.data])),
         sum(p.numel() for p in trainer.model.parameters()),
-        f"for {settings.time_budget_s:.0f} s (at most {settings.iterations} steps)"
+        f"for {trainer.settings.time_budget_s:.0f} s (at most {settings.iterations} steps)"
         if settings.time_budget_s
         else f"to iteration {settings.iterations}",
     )
     result = trainer.fit()
-    summary = finish_run(trainer, result, args.heldout_count, args.onnx)
+    extra = None if split is None else {"time_budget": split}
+    summary = finish_run(trainer, result, args.heldout_count, args.onnx, extra)
+    total = time.perf_counter() - started
+    if settings.time_budget_s is not None:
+        log.info(
+            "the run took %s of its %s budget",
+            format_duration(total),
+            format_duration(settings.time_budget_s),
+        )
     if args.export:
         trainer.model.save(args.export, force=args.force)
     t = result.throughput

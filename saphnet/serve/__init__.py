@@ -1,6 +1,6 @@
 """Serving SAPHNet on Triton Inference Server.
 
-``server`` binds our backends to a real ``tritonserver`` through PyTriton,
+``server`` runs the ``tritonserver`` PyTriton ships on a python-kind repository,
 ``triton_repo`` writes model repositories for a stock ``tritonserver``, and
 ``loadtest`` measures a running server. Nothing here imports torch unless the
 PyTorch backend is asked for, so ``pip install saphnet[serve]`` is enough to serve

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from saphnet.errors import SaphnetError
+from saphnet.errors import SaphnetError, first_line
 from saphnet.runtime.api import open_backend
 from saphnet.serve import INPUT_NAME, OUTPUT_NAME
 from saphnet.serve.server import DeblurModel, check_request
@@ -29,11 +29,13 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
-        device = "cuda" if args.get("model_instance_kind") == "GPU" else "cpu"
+        kind_device = "cuda" if args.get("model_instance_kind") == "GPU" else "cpu"
+        model_file = params.get("model_file")
         backend = open_backend(
             params.get("backend", "auto"),
-            folder / params["model_file"],
-            device=device,
+            folder / model_file if model_file else None,
+            params.get("weights") or None,
+            device=params.get("device") or kind_device,
             plugin_library=params.get("plugin_library") or None,
         )
         self.model = DeblurModel(
@@ -48,8 +50,9 @@ class TritonPythonModel:
             image = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
             try:
                 check_request(image, self.model.max_side)
-            except SaphnetError as exc:
-                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+            except SaphnetError as exc:  # the client's to fix: a 400, one line, no traceback
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses[i] = pb_utils.InferenceResponse(error=error)
                 continue
             valid.append(i)
             images.append({INPUT_NAME: image})
@@ -57,7 +60,7 @@ class TritonPythonModel:
             try:
                 results = self.model(images)
             except Exception as exc:  # a backend failure fails this batch, not the server
-                error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+                error = pb_utils.TritonError(f"{type(exc).__name__}: {first_line(exc)}")
                 for i in valid:
                     responses[i] = pb_utils.InferenceResponse(error=error)
                 return responses

@@ -120,12 +120,19 @@ def python_repo(model: Path, folder: Path, options: RepoOptions) -> str:
     sidecar = model.with_name(model.name + ".json")
     if is_engine and sidecar.is_file():
         shutil.copyfile(sidecar, version / (name + ".json"))
-    config, mc = _base_config(options, options.max_batch, gpu=is_engine)
+    params = {"model_file": name, "backend": "tensorrt" if is_engine else "onnxruntime"}
+    return python_config(options, params, gpu=is_engine)
+
+
+def python_config(options: RepoOptions, params: dict[str, str], gpu: bool) -> str:
+    """config.pbtxt of the Python-backend model (``triton_python_model.py``): the
+    batching and request limits of ``options`` and the ``params`` that say what it
+    opens (``model_file`` beside it or ``weights``, ``backend``, ``device``)."""
+    config, mc = _base_config(options, options.max_batch, gpu=gpu)
     config.backend = "python"
     _image_io(config, mc)
     params = {
-        "model_file": name,
-        "backend": "tensorrt" if is_engine else "onnxruntime",
+        **params,
         "max_side": str(options.max_side),
         "memory_budget_mb": str(options.memory_budget_mb),
     }

@@ -12,14 +12,17 @@ Every file is written atomically; a re-run of the same folder (``--force`` or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
+import time
 from pathlib import Path
 
 import torch
 
 from ..files import atomic_output, sha256_file
+from .budget import format_duration
 from .evaluate import EvalReport, deblur_array, evaluate
 from .trainer import Trainer, TrainResult
 
@@ -29,6 +32,8 @@ FINAL = "final.safetensors"
 EVAL = "eval-heldout.json"
 ONNX = "saphnet.onnx"
 SUMMARY = "train-summary.json"
+MIN_TRAINING_S = 1.0
+"""Training's share of a budget the set-up and evaluation leave nothing of: one step."""
 
 
 def heldout_report(trainer: Trainer, count: int) -> EvalReport:
@@ -41,6 +46,56 @@ def heldout_report(trainer: Trainer, count: int) -> EvalReport:
     model = trainer.model.eval()
     label = f"{FINAL} (torch, fp32, {trainer.device})"
     return evaluate(lambda b: deblur_array(model, b, trainer.device), pairs, label)
+
+
+def split_budget(trainer: Trainer, heldout_count: int, spent_s: float, onnx: bool) -> dict:
+    """Give training (steps and validation) what the time budget leaves after the set-up
+    already spent and the held-out evaluation, timed now on one image, so the budget
+    bounds the run; log the split at the start, and that the ONNX export follows the
+    budget (its time is not known before it runs). Returns the split for the summary."""
+    budget = float(trainer.settings.time_budget_s or 0.0)
+    started = time.perf_counter()
+    if heldout_count > 0:
+        heldout_report(trainer, 1)
+    per_image = time.perf_counter() - started
+    evaluation = per_image * heldout_count if heldout_count > 0 else 0.0
+    spent = spent_s + per_image
+    training = max(budget - spent - evaluation, MIN_TRAINING_S)
+    trainer.settings = dataclasses.replace(trainer.settings, time_budget_s=training)
+    export = "; the ONNX export of the final weights runs after the budget (--no-onnx skips it)"
+    export = export if onnx else ""
+    over = spent + evaluation + MIN_TRAINING_S - budget
+    if over > 0:
+        log.warning(
+            "time budget %s is too short: set-up took %s and the held-out evaluation will "
+            "take about %s (%d images, %s each measured; --heldout-count lowers it), so the "
+            "run will take about %s beyond it, plus one training step and its validation%s",
+            format_duration(budget),
+            format_duration(spent),
+            format_duration(evaluation),
+            heldout_count,
+            format_duration(per_image),
+            format_duration(over),
+            export,
+        )
+    else:
+        log.info(
+            "time budget %s: %s set-up, %s for the held-out evaluation (%d images, %s each "
+            "measured), %s for training and validation%s",
+            format_duration(budget),
+            format_duration(spent),
+            format_duration(evaluation),
+            heldout_count,
+            format_duration(per_image),
+            format_duration(training),
+            export,
+        )
+    return {
+        "total_s": budget,
+        "setup_s": round(spent, 3),
+        "heldout_s": round(evaluation, 3),
+        "training_s": round(training, 3),
+    }
 
 
 def write_json(path: Path, data: dict) -> None:
