@@ -14,6 +14,7 @@
 //   * enqueue makes no pointer query (cudaPointerGetAttributes) and logs each repack once
 //     at kVERBOSE.
 #include "NvInferRuntime.h"
+#include "checks.h"
 #include "pdfconv_internal.h"
 
 #include <cuda_runtime_api.h>
@@ -136,17 +137,10 @@ void setLoggerFinder(ILoggerFinder* finder);
 namespace
 {
 
-int gChecks = 0;
-int gFailures = 0;
-
+//! Few checks here: print each, passed or not.
 void expect(bool ok, std::string const& what)
 {
-    ++gChecks;
-    if (!ok)
-    {
-        ++gFailures;
-    }
-    std::printf("%s: %s\n", ok ? "ok" : "FAIL", what.c_str());
+    checks::expect(ok, what, /*verbose=*/true);
 }
 
 class CountingLogger final : public ILogger
@@ -340,6 +334,5 @@ int main()
     starved.plugin.reset();
     expect(fake::frees == fake::mallocs, "every packed copy is freed with its plugin");
 
-    std::printf("%d checks, %d failed\n", gChecks, gFailures);
-    return gFailures == 0 ? 0 : 1;
+    return checks::finish();
 }

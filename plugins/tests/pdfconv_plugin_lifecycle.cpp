@@ -19,6 +19,7 @@
 // Usage: pdfconv_plugin_lifecycle /path/to/libsaphnet_plugins.so   (ctest passes it).
 // Exit status 0 when every check passes; each failed check prints one line.
 #include "NvInferRuntime.h"
+#include "checks.h"
 
 #include <dlfcn.h>
 
@@ -45,19 +46,7 @@ namespace
 // Checks
 // ---------------------------------------------------------------------------------------
 
-int gChecks = 0;
-int gFailures = 0;
-
-bool expect(bool ok, std::string const& what)
-{
-    ++gChecks;
-    if (!ok)
-    {
-        ++gFailures;
-        std::printf("FAIL: %s\n", what.c_str());
-    }
-    return ok;
-}
+using checks::expect;
 
 std::string dimsText(Dims const& dims)
 {
@@ -1239,11 +1228,10 @@ int main(int argc, char** argv)
         testSerializeRecreateClone(*creator);
         testTimingCacheID(*creator);
     }
-    std::printf("%d checks, %d failed\n", gChecks, gFailures);
-    if (gFailures == 0)
+    if (checks::failures == 0)
     {
         std::printf("the plugin behaves as TensorRT expects\n");
     }
     // The library stays loaded: the creator is a static TensorRT would keep until exit.
-    return gFailures == 0 ? 0 : 1;
+    return checks::finish();
 }

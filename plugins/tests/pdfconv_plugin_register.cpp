@@ -13,6 +13,7 @@
 //
 // Usage: pdfconv_plugin_register dlopen|loadlibrary STUB_LIBNVINFER AUTOREGISTER_LIB MAIN_LIB
 #include "NvInferRuntime.h"
+#include "checks.h"
 
 #include <dlfcn.h>
 
@@ -25,17 +26,10 @@ using namespace nvinfer1;
 namespace
 {
 
-int gChecks = 0;
-int gFailures = 0;
-
+//! Few checks here: print each, passed or not.
 void expect(bool ok, std::string const& what)
 {
-    ++gChecks;
-    if (!ok)
-    {
-        ++gFailures;
-    }
-    std::printf("%s: %s\n", ok ? "ok" : "FAIL", what.c_str());
+    checks::expect(ok, what, /*verbose=*/true);
 }
 
 using Count = int32_t (*)();
@@ -146,6 +140,5 @@ int main(int argc, char** argv)
     {
         viaLoadLibrary(stub, argv[3], argv[4]);
     }
-    std::printf("%d checks, %d failed\n", gChecks, gFailures);
-    return gFailures == 0 ? 0 : 1;
+    return checks::finish();
 }
