@@ -464,3 +464,17 @@ def test_fp16_build_on_tensorrt_deformconv_warns_with_the_measured_cost(
     assert "up to 1280 px wide" in said[0]
     assert fp16_cost.deformconv_cost(1280, table) in said[0]
     assert "--plugins" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("implementation", "warns"),
+    [("tensorrt-deformconv", True), ("function-deformconv", True), ("plugin", False)],
+)
+def test_fp16_warning_names_each_deformconv_path(implementation: str, warns: bool, caplog) -> None:
+    """The deformconv export form builds on TensorRT's DeformConv with or without our
+    plugin library: it warns too; our plugin never does."""
+    from saphnet.runtime.fp16_cost import warn_deformconv_fp16
+
+    with caplog.at_level("WARNING"):
+        warn_deformconv_fp16("fp16", implementation, 1920)
+    assert any("TensorRT's DeformConv" in r.getMessage() for r in caplog.records) == warns
