@@ -123,7 +123,7 @@ def _probed(fn: Callable[..., torch.Tensor], layers: list[dict]) -> Callable[...
 class Float32Convolutions(TorchFunctionMode):
     """Half-precision convolutions computed in FP32 and rounded to half once: FP16
     tensors with FP32 accumulation (what tensor-core convolutions do), and MKL-DNN's
-    speed where PyTorch's CPU half convolution is a slow reference loop (~50x slower).
+    speed where PyTorch's CPU half convolution is a slow reference loop.
     Both implementations get the same convolutions, so only the PDF op differs."""
 
     NAMES = frozenset({"conv2d", "conv_transpose2d", "linear"})
