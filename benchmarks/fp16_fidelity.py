@@ -375,10 +375,10 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(args.output_dir / f"fp16_fidelity.{ext}", force)
     except SaphnetError as exc:
         parser.exit(2, f"fp16_fidelity.py: error: {exc}\n")
+    rows, layers, crops = measure(nets, sizes)
+    # Read at the end, so runs of other networks or sizes that finished meanwhile are kept.
     old_path = args.output_dir / "fp16_fidelity.json"
     old = json.loads(old_path.read_text()) if args.merge and old_path.is_file() else {}
-
-    rows, layers, crops = measure(nets, sizes)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "method": __doc__.split("\n\n")[1].replace("\n", " ").strip(),
