@@ -27,9 +27,8 @@ How ``cublasHgemm`` sums is not documented. On tensor cores one MMA instruction
 (``mma.m16n8k16`` on sm_80 and later) adds 16 products to an FP16 accumulator, so we
 assume the products of each block of :data:`HGEMM_BLOCK` = 16 consecutive ``k`` are
 summed in FP32 (exact products of halves) and the running sum is rounded to half after
-each block, in ascending ``k``. Hardware that rounds more often (Fasi et al. 2021
-measured blocks of 4 on V100 and 8 on A100 tensor cores) or a scalar kernel that rounds
-after every add loses more: this is the kindest reading of FP16 accumulation.
+each block, in ascending ``k``. Hardware that rounds inside an MMA, or a scalar kernel
+that rounds after every add, loses more: this is the kind reading of FP16 accumulation.
 
 :func:`saphnet_fp16_pdf` is our plugin's FP16 path (``plugins/pdfconv``): inputs in
 half (offsets as the network gives them, float32 in our FP16 export), sample
