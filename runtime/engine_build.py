@@ -37,6 +37,7 @@ from ..export.op_forms import name_pdf_nodes, strip_pdf_function
 from ..files import atomic_output, check_writable, sha256_file
 from ..plugins import NoTensorRTPluginError
 from .artefacts import image_io, load_onnx
+from .fp16_cost import warn_deformconv_fp16
 from .pdf_layers import PdfOps, check_plugin_layers, pdf_ops
 from .profiles import DEFAULT_SHAPES, Profile, check_profile, format_shape, parse_profile
 from .sidecar import PDF_IMPLEMENTATIONS, Sidecar, sidecar_path, write_sidecar
@@ -185,6 +186,7 @@ def build_engine(
             ops,
             PDF_IMPLEMENTATIONS[implementation].split(": ")[-1],
         )
+    warn_deformconv_fp16(options.precision, implementation, profile.max[3])
     env = environment(trt, plugin_sha if use_plugin else None)
 
     # TensorRT 11 accepts (and ignores) the flag: every network is strongly typed there.

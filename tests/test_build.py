@@ -575,3 +575,90 @@ def test_serialize_network_asks_polygraphy_for_int8_and_fp16(monkeypatch) -> Non
         )
         assert (made["fp16"], made["int8"]) == (fp16_flag, int8)
         assert "calibrator" not in made
+
+
+def test_fp16_cost_reads_the_narrowest_measured_width_at_least_the_profiles() -> None:
+    from saphnet.runtime.fp16_cost import deformconv_cost, table_from_rows
+
+    rows = [
+        {"network": "paper", "size": s, "implementation": i, "psnr_db": p}
+        for s, i, p in [
+            ("720x1280", "saphnet-plugin", 76.0),
+            ("720x1280", "tensorrt-deformconv", 52.5),
+            ("2160x3840", "saphnet-plugin", 75.0),
+            ("2160x3840", "tensorrt-deformconv", 41.25),
+        ]
+    ]
+    table = table_from_rows(rows)
+    assert [e["width"] for e in table] == [1280, 3840]
+    assert "at 720x1280: 52.5 dB PSNR against FP32 (our plugin 76.0 dB)" in deformconv_cost(
+        1280, table
+    )
+    assert "at 2160x3840: 41.2 dB" in deformconv_cost(1281, table)
+    assert "at 2160x3840: 41.2 dB" in deformconv_cost(8192, table)  # widest measured
+    assert deformconv_cost(1280, []) is None
+
+
+@pytest.mark.parametrize("with_plugin", [False, True])
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_fp16_build_on_tensorrt_deformconv_warns_with_the_measured_cost(
+    tiny_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog,
+    precision: str,
+    with_plugin: bool,
+) -> None:
+    """Without our plugin the PDFConv function body runs on TensorRT's DeformConv: an
+    FP16 build says what that cost in the benchmark, at the profile's largest width."""
+    from saphnet import plugins
+    from saphnet.runtime import engine_build, fp16_cost
+    from saphnet.runtime.engine_build import BuildOptions, build_engine
+
+    table = fp16_cost.load_table()
+    assert {e["network"] for e in table} >= {"shipped"}  # the committed benchmark results
+    trt = fake_tensorrt("10.7.0")  # TensorRT 10: FP16 from the FP32 file's builder flag
+    gpu = types.SimpleNamespace(name="Fake GPU", compute_capability="8.7")
+    cm = types.SimpleNamespace(gpu_info=lambda device=0: gpu)
+    monkeypatch.setattr("saphnet.runtime.trt_env.import_cuda_memory", lambda: cm)
+    monkeypatch.setattr(engine_build, "serialize_network", lambda *a: memoryview(b"engine"))
+    monkeypatch.setattr(engine_build, "import_tensorrt", lambda: trt)
+    library = tmp_path / "libsaphnet_plugins.so"
+    library.write_bytes(b"our plugin library")
+    if not with_plugin:
+
+        def no_library() -> Path:
+            raise SaphnetError("libsaphnet_plugins.so not found")
+
+        monkeypatch.setattr(plugins, "library_path", no_library)
+    options = BuildOptions(
+        precision=precision,
+        shapes="1x3x64x64:1x3x720x1280:1x3x720x1280",
+        plugins=library if with_plugin else None,
+    )
+    with caplog.at_level("WARNING"):
+        build_engine(tiny_onnx, tmp_path / "m.engine", options)
+    said = [r.getMessage() for r in caplog.records if "keep sample coordinates" in r.getMessage()]
+    if precision == "fp32" or with_plugin:
+        assert said == []
+        return
+    assert len(said) == 1 and "\n" not in said[0]
+    assert "up to 1280 px wide" in said[0]
+    assert fp16_cost.deformconv_cost(1280, table) in said[0]
+    assert "--plugins" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("implementation", "warns"),
+    [("tensorrt-deformconv", True), ("function-deformconv", True), ("plugin", False)],
+)
+def test_fp16_warning_names_each_deformconv_path(implementation: str, warns: bool, caplog) -> None:
+    """The deformconv export form builds on TensorRT's DeformConv with or without our
+    plugin library: it warns too; our plugin never does."""
+    from saphnet.runtime.fp16_cost import warn_deformconv_fp16
+
+    for precision in ("fp16", "int8"):  # INT8 builds run their float layers in FP16
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            warn_deformconv_fp16(precision, implementation, 1920)
+        assert any("TensorRT's DeformConv" in r.getMessage() for r in caplog.records) == warns
